@@ -1,0 +1,179 @@
+"""The bridge: a configuration's pollers, their schedule, the snapshot store and the self-metrics, wired together."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from typing import Optional
+
+from prometheus_client import CollectorRegistry
+
+from .config import Config, ConfigError, Target, load_config
+from .poller import Poller
+from .scheduler import PollScheduler
+from .selfmetrics import SelfMetrics
+from .store import Snapshot, SnapshotStore
+
+__all__ = ["Bridge", "shard_of"]
+
+log = logging.getLogger("exporter")
+
+
+def shard_of(target_name: str, total_shards: int) -> int:
+    """The shard that polls a target: a stable hash of its name, the same on every replica and Python version."""
+    digest = hashlib.sha256(target_name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % total_shards
+
+
+class Bridge:
+    """Polls the targets of one configuration (this replica's shard of them) and keeps their snapshots."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Optional[CollectorRegistry] = None,
+        shard: int = 0,
+        total_shards: int = 1,
+        process_metrics: bool = True,
+    ) -> None:
+        if not 0 <= shard < total_shards:
+            raise ValueError(f"shard {shard} is not in 0..{total_shards - 1}")
+        self.shard = shard
+        self.total_shards = total_shards
+        self.store = SnapshotStore()
+        self.metrics = SelfMetrics(registry, process=process_metrics)
+        self.metrics.shard_info.labels(str(shard), str(total_shards)).set(1)
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self.config = config
+        self.pollers: dict[str, Poller] = {}
+        self.scheduler = PollScheduler(config.max_workers, self._skipped)
+        self.started = False
+
+    def owns(self, target: Target) -> bool:
+        """Whether this replica's shard polls the target."""
+        return self.total_shards == 1 or shard_of(target.name, self.total_shards) == self.shard
+
+    def start(self) -> None:
+        """Schedule every owned target, each with its first poll now."""
+        self.metrics.reload_successful.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        for target in self.config.targets:
+            if self.owns(target):
+                self._add(target)
+        self.scheduler.start()
+        self.started = True
+        log.info(
+            "polling %d target(s)%s: %s", len(self.pollers),
+            f" (shard {self.shard} of {self.total_shards})" if self.total_shards > 1 else "",
+            ", ".join(f"{p.target.name}={p.client.redactor.url()} every {p.target.interval:g}s" for p in self.pollers.values())
+            or "none",
+        )
+
+    def _add(self, target: Target) -> None:
+        poller = Poller(target, self.store, self.metrics, self.stop_event)
+        poller.publish = self._publisher(poller)  # type: ignore[method-assign]
+        self.metrics.add_target(target.name)
+        self.pollers[target.name] = poller
+        self.scheduler.add(target.name, self._run, target.interval, target.jitter, self.config.scheduler.misfire_grace_time)
+
+    def _publisher(self, poller: Poller):  # type: ignore[no-untyped-def]
+        def publish(snapshot: Snapshot) -> None:
+            with self._lock:
+                if self.pollers.get(poller.target.name) is poller:
+                    self.store.publish(snapshot)
+
+        return publish
+
+    def _remove(self, name: str) -> None:
+        self.scheduler.remove(name)
+        poller = self.pollers.pop(name)
+        poller.client.close()
+        self.store.drop(name)
+        self.metrics.remove_target(name)
+
+    def _run(self, name: str) -> None:
+        poller = self.pollers.get(name)
+        if poller is None or self.stop_event.is_set():
+            return
+        with self._idle:
+            self._in_flight += 1
+        try:
+            poller.poll()
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _skipped(self, name: str, why: str) -> None:
+        if name in self.pollers:
+            self.metrics.poll_skipped.labels(name).inc()
+            log.warning("poll of %s skipped: %s", name, why)
+
+    def poll_now(self, name: str) -> bool:
+        """Poll one target immediately on the calling thread (for `try`, tests and embedding)."""
+        return self.pollers[name].poll()
+
+    def reload(self, config: Config) -> dict[str, list[str]]:
+        """Apply a new, already validated configuration; unchanged targets keep their jobs and snapshots."""
+        wanted = {t.name: t for t in config.targets if self.owns(t)}
+        changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
+        with self._lock:
+            for name in list(self.pollers):
+                if name not in wanted:
+                    self._remove(name)
+                    changes["removed"].append(name)
+        for name, target in wanted.items():
+            current = self.pollers.get(name)
+            if current is None:
+                self._add(target)
+                changes["added"].append(name)
+            elif current.target != target:
+                with self._lock:
+                    current.client.close()
+                    self.pollers.pop(name)
+                self._add(target)
+                changes["changed"].append(name)
+            else:
+                changes["unchanged"].append(name)
+        if config.max_workers != self.config.max_workers:
+            log.warning("scheduler.max_workers changes only on restart (kept %d)", self.config.max_workers)
+        self.config = config
+        self.metrics.reload_successful.set(1)
+        self.metrics.reload_timestamp.set(time.time())
+        log.info("configuration reloaded: %s", "; ".join(f"{k} {', '.join(v)}" for k, v in changes.items() if v and k != "unchanged") or "no changes")
+        return changes
+
+    def reload_from_file(self, path: str) -> tuple[bool, list[str]]:
+        """Re-read a config file and apply it; a bad file changes nothing that runs. Return (ok, problems)."""
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            self.metrics.reload_successful.set(0)
+            log.error("configuration reload rejected, keeping the running configuration: %s", error)
+            return False, error.problems
+        self.reload(config)
+        return True, []
+
+    def ready(self) -> bool:
+        """Whether every target has finished its first poll attempt."""
+        return self.started and all(p.attempted.is_set() for p in self.pollers.values())
+
+    def healthy(self) -> bool:
+        """Whether the scheduler is running."""
+        return self.started and self.scheduler.running and not self.stop_event.is_set()
+
+    def stop(self, grace: float = 10.0) -> bool:
+        """Stop scheduling, let in-flight polls finish for up to `grace` seconds; return whether they all did."""
+        self.scheduler.shutdown()
+        deadline = time.monotonic() + grace
+        with self._idle:
+            finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic()))
+        self.stop_event.set()
+        for poller in self.pollers.values():
+            poller.client.close()
+        return finished

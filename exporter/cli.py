@@ -1,0 +1,225 @@
+"""Command line: `metrics-bridge run|check|try|demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Sequence
+
+import orjson
+
+from . import __version__
+from .bridge import Bridge
+from .collector import render_exposition
+from .config import Config, ConfigError, load_config, parse_config
+from .logsetup import configure_logging
+from .mapping import MappingError
+from .server import MetricsServer, create_app, parse_listen
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("exporter")
+DEFAULT_LISTEN = "0.0.0.0:9877"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value and value.isdigit() else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with every default shown in --help."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="metrics-bridge",
+        description="Poll third-party HTTP/JSON APIs and serve their numbers as Prometheus metrics.",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"metrics-bridge {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
+    common.add_argument("--log-format", default="text", choices=["text", "json"], help="log line format")
+    common.add_argument("--log-file", default=None, help="also log to this file, rotated at 10 MiB (5 kept)")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", default=os.environ.get("METRICS_BRIDGE_CONFIG"), required="METRICS_BRIDGE_CONFIG" not in os.environ,
+        help="YAML config file (env METRICS_BRIDGE_CONFIG)",
+    )
+    serve = argparse.ArgumentParser(add_help=False)
+    serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics on")
+    serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds in-flight polls get to finish on SIGTERM")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[config, serve, common], formatter_class=fmt, help="poll the configured targets and serve /metrics")
+    run.add_argument("--shard", type=int, default=_env_int("METRICS_BRIDGE_SHARD", 0), help="this replica's shard, 0-based (env METRICS_BRIDGE_SHARD)")
+    run.add_argument(
+        "--total-shards", type=int, default=_env_int("METRICS_BRIDGE_TOTAL_SHARDS", 1),
+        help="number of replicas sharing the targets (env METRICS_BRIDGE_TOTAL_SHARDS)",
+    )
+    sub.add_parser("check", parents=[config, common], formatter_class=fmt, help="validate a config file and exit")
+    trial = sub.add_parser("try", parents=[config, common], formatter_class=fmt, help="print the exposition one target's mapping makes")
+    trial.add_argument("--target", required=True, help="target name in the config")
+    trial.add_argument("--input", default=None, help="a saved JSON response ('-' for stdin); without it, fetch the target once")
+    demo = sub.add_parser("demo", parents=[serve, common], formatter_class=fmt, help="run the built-in demo API and a bridge polling it")
+    demo.add_argument("--pods", type=int, default=12, help="simulated pods (two containers each; about 18 series per pod)")
+    demo.add_argument("--api-listen", default="127.0.0.1:0", help="HOST:PORT for the demo API (port 0 picks a free one)")
+    demo.add_argument("--fail-ratio", type=float, default=0.0, help="share of demo API requests answered with HTTP 503")
+    demo.add_argument("--churn-interval", type=float, default=60.0, help="seconds between pod replacements")
+    return parser
+
+
+def _load(path: str) -> Optional[Config]:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        print(f"metrics-bridge: invalid configuration {error.source}:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config; print a summary or every problem."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    metrics = {m.name for t in config.targets for mp in t.mappings for m in mp.metrics}
+    print(f"{args.config}: OK — {len(config.targets)} target(s), {len(metrics)} metric name(s)")
+    return 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    """Map one saved (or freshly fetched) response with one target's mappings and print the exposition."""
+    from .client import FetchError, TargetClient
+    from .mapping import Mapper
+    from .poller import Poller
+    from .store import Snapshot
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    target = next((t for t in config.targets if t.name == args.target), None)
+    if target is None:
+        print(f"metrics-bridge: no target {args.target!r}; the config has: {', '.join(t.name for t in config.targets)}", file=sys.stderr)
+        return 1
+    mapper = Mapper(target)
+    try:
+        if args.input:
+            raw = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
+            documents = [orjson.loads(raw)]
+        else:
+            client = TargetClient(target)
+            documents = client.fetch().documents
+            client.close()
+        result = mapper.new_result()
+        for document in documents:
+            mapper.map(document, result)
+    except (OSError, orjson.JSONDecodeError) as error:
+        print(f"metrics-bridge: cannot read {args.input}: {error}", file=sys.stderr)
+        return 1
+    except FetchError as error:
+        print(f"metrics-bridge: fetch failed ({error.reason}): {error}", file=sys.stderr)
+        return 1
+    except MappingError as error:
+        print(f"metrics-bridge: mapping failed: {error}", file=sys.stderr)
+        return 1
+    headers = Poller.family_headers(target)
+    snapshot = Snapshot.build(target.name, result, headers, float("inf"))
+    sys.stdout.buffer.write(b"".join(render_exposition({target.name: snapshot})))
+    notes = []
+    if result.duplicates:
+        notes.append(f"{result.duplicates} duplicate sample(s) replaced")
+    if result.missing_values:
+        notes.append(f"{result.missing_values} sample(s) skipped for a missing value")
+    print(f"# {snapshot.series} series" + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
+    return 0
+
+
+def serve_bridge(bridge: Bridge, listen: str, grace: float, config_path: Optional[str]) -> int:
+    """Run a bridge and its server until SIGTERM or SIGINT; SIGHUP reloads `config_path`."""
+    host, port = parse_listen(listen)
+    try:
+        server = MetricsServer(create_app(bridge), host, port)
+    except OSError as error:
+        log.error("cannot listen on %s: %s", listen, error.strerror or error)
+        return 1
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_stop(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if config_path and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda s, f: threading.Thread(target=bridge.reload_from_file, args=(config_path,), daemon=True).start())
+    server.start()
+    bridge.start()
+    log.info("serving metrics on http://%s:%d/metrics", host, server.port)
+    stop.wait()
+    log.info("%s received: stopping (in-flight polls get up to %gs)", received[0] if received else "stop", grace)
+    finished = bridge.stop(grace)
+    server.close()
+    log.info("stopped%s", "" if finished else "; some polls were still running")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Poll the configured targets and serve /metrics."""
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if not 0 <= args.shard < args.total_shards:
+        print(f"metrics-bridge: --shard must be in 0..{args.total_shards - 1}", file=sys.stderr)
+        return 2
+    bridge = Bridge(config, shard=args.shard, total_shards=args.total_shards)
+    return serve_bridge(bridge, args.listen, args.shutdown_grace, args.config)
+
+
+def demo_config_text() -> str:
+    """The bundled demo configuration."""
+    return resources.files("exporter").joinpath("demo.yaml").read_text(encoding="utf-8")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the demo API and a bridge polling it."""
+    from .demo import DemoPlatform, DemoServer, Fault
+
+    api_host, api_port = parse_listen(args.api_listen)
+    fault = Fault(mode="status", status=503, ratio=args.fail_ratio) if args.fail_ratio > 0 else None
+    api = DemoServer(DemoPlatform(pods=args.pods, churn_interval=args.churn_interval), api_host, api_port, fault).start()
+    os.environ["METRICS_BRIDGE_DEMO_URL"] = api.url
+    try:
+        config = parse_config(demo_config_text(), "demo.yaml")
+    except ConfigError as error:  # the bundled config is tested; this is a packaging fault
+        print(error, file=sys.stderr)
+        return 1
+    _, port = parse_listen(args.listen)
+    print(
+        f"metrics-bridge demo: simulated inference platform API at {api.url} ({args.pods} pods)\n"
+        f"  metrics:  curl http://localhost:{port}/metrics\n"
+        f"  health:   curl http://localhost:{port}/healthz\n"
+        f"  faults:   curl -X POST -d '{{\"mode\": \"status\", \"status\": 503}}' {api.url.rsplit('/api/', 1)[0]}/-/faults\n"
+        "  stop:     Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        return serve_bridge(Bridge(config), args.listen, args.shutdown_grace, None)
+    finally:
+        api.close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `metrics-bridge` console script."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format, args.log_file)
+    handlers = {"run": cmd_run, "check": cmd_check, "try": cmd_try, "demo": cmd_demo}
+    return handlers[args.command](args)

@@ -1,0 +1,587 @@
+"""Configuration: the YAML schema, `${ENV}` expansion, secrets, and loading with every problem reported at once."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .convert import CONVERTERS, ConversionError, parse_duration, parse_size
+from .paths import PathError, compile_path
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Target",
+    "Mapping",
+    "Metric",
+    "load_config",
+    "parse_config",
+    "read_secret",
+]
+
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = frozenset({"level", "target", "__name__"})
+LEVEL_LABELS: dict[str, tuple[str, ...]] = {"service": (), "pod": ("pod",), "container": ("pod", "container")}
+SELF_PREFIX = "metrics_bridge_"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` lists each as `key.path: reason`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ConversionError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return int(parse_size(value))
+        except ConversionError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Bytes = Annotated[int, BeforeValidator(_bytes), Field(gt=0)]
+
+
+class Strict(BaseModel):
+    """A config block: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(inline: Optional[SecretStr], path: Optional[str]) -> Optional[str]:
+    """Return a secret from its file (stripped of the trailing newline) or its inline/env value."""
+    if path:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    return inline.get_secret_value() if inline is not None else None
+
+
+def _check_secret_file(path: Optional[str]) -> Optional[str]:
+    if path is not None:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path!r}: {exc.strerror or exc}") from None
+    return path
+
+
+class BasicAuth(Strict):
+    """HTTP basic authentication."""
+
+    username: str
+    password: Optional[SecretStr] = None
+    password_file: Optional[str] = None
+
+    _check_file = field_validator("password_file")(_check_secret_file)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "BasicAuth":
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("set exactly one of password, password_file")
+        return self
+
+
+class ApiKey(Strict):
+    """An API key sent in a request header."""
+
+    header: str = "X-API-Key"
+    value: Optional[SecretStr] = None
+    value_file: Optional[str] = None
+
+    _check_file = field_validator("value_file")(_check_secret_file)
+
+    @model_validator(mode="after")
+    def _one_value(self) -> "ApiKey":
+        if (self.value is None) == (self.value_file is None):
+            raise ValueError("set exactly one of value, value_file")
+        return self
+
+
+class Auth(Strict):
+    """Credentials for one target: a bearer token, basic auth, or an API-key header."""
+
+    bearer_token: Optional[SecretStr] = None
+    bearer_token_file: Optional[str] = None
+    basic: Optional[BasicAuth] = None
+    api_key: Optional[ApiKey] = None
+
+    _check_file = field_validator("bearer_token_file")(_check_secret_file)
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> "Auth":
+        chosen = [
+            n
+            for n, v in (
+                ("bearer_token", self.bearer_token or self.bearer_token_file),
+                ("basic", self.basic),
+                ("api_key", self.api_key),
+            )
+            if v
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one authentication scheme, not {' and '.join(chosen)}")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        return self
+
+
+class TLS(Strict):
+    """TLS settings for one target."""
+
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    insecure_skip_verify: bool = False
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, path: Optional[str]) -> Optional[str]:
+        return _check_secret_file(path)
+
+    @model_validator(mode="after")
+    def _pair(self) -> "TLS":
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
+        return self
+
+
+class Retries(Strict):
+    """Retries on connection errors, 5xx and 429, with exponential backoff and full jitter."""
+
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff: Seconds = 0.5
+    max_backoff: Seconds = 10.0
+
+
+class Pagination(Strict):
+    """How to fetch the following pages of one response."""
+
+    type: Literal["next_token", "page_number", "link_header"]
+    # next_token: where the token is in the body, and where to send it back.
+    next_token_path: Optional[str] = None
+    token_param: Optional[str] = None
+    token_body_field: Optional[str] = None
+    # page_number: the page parameter, its first value, and where the total is.
+    page_param: str = "page"
+    first_page: int = 1
+    total_pages_path: Optional[str] = None
+    total_items_path: Optional[str] = None
+    items_path: Optional[str] = None
+    max_pages: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Pagination":
+        if self.type == "next_token":
+            if not self.next_token_path:
+                raise ValueError("next_token pagination needs next_token_path")
+            if bool(self.token_param) == bool(self.token_body_field):
+                raise ValueError("next_token pagination needs exactly one of token_param, token_body_field")
+        if self.type == "page_number":
+            if not (self.total_pages_path or (self.total_items_path and self.items_path)):
+                raise ValueError("page_number pagination needs total_pages_path, or total_items_path with items_path")
+        for name in ("next_token_path", "total_pages_path", "total_items_path", "items_path"):
+            _check_path(getattr(self, name))
+        return self
+
+
+def _check_path(path: Optional[str]) -> None:
+    if path is not None:
+        try:
+            compile_path(path)
+        except PathError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class LabelFrom(Strict):
+    """A label value taken from a path, a constant, or the map key of an iteration step, optionally via a regex."""
+
+    path: Optional[str] = None
+    value: Optional[str] = None
+    key: bool = False
+    regex: Optional[str] = None
+    default: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LabelFrom":
+        sources = [s for s in ("path", "value", "key") if getattr(self, s) not in (None, False)]
+        if len(sources) != 1:
+            raise ValueError("set exactly one of path, value, key")
+        _check_path(self.path)
+        if self.regex is not None:
+            _check_regex(self.regex)
+        return self
+
+
+def _check_regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"regex {pattern!r} does not compile: {exc}") from None
+
+
+def _label_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"path": value}
+    return value
+
+
+LabelSpec = Annotated[LabelFrom, BeforeValidator(_label_spec)]
+Labels = dict[str, LabelSpec]
+
+
+def _check_label_names(labels: dict[str, Any]) -> dict[str, Any]:
+    for name in labels:
+        if not LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"{name!r} is not a valid Prometheus label name")
+        if name in RESERVED_LABELS:
+            raise ValueError(f"label {name!r} is set by metrics-bridge itself and cannot be configured")
+    return labels
+
+
+class Step(Strict):
+    """One iteration step: the array or map at `path`, each element becoming the context of the next step."""
+
+    path: str
+    labels: Labels = {}
+    decode_json: bool = False
+
+    _names = field_validator("labels")(_check_label_names)
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, path: str) -> str:
+        _check_path(path)
+        return path
+
+
+def _step_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"path": value}
+    return value
+
+
+def _steps(value: Any) -> Any:
+    if isinstance(value, (str, dict)):
+        return [value]
+    return value
+
+
+MetricType = Literal["gauge", "counter", "info"]
+
+
+class Metric(Strict):
+    """One metric produced by a mapping from each element it iterates."""
+
+    name: str
+    help: str = ""
+    type: MetricType = "gauge"
+    level: Optional[str] = None
+    value: Optional[str] = None
+    convert: str = "number"
+    regex: Optional[str] = None
+    enum: Optional[dict[str, float]] = None
+    scale: float = 1.0
+    default: Optional[float] = None
+    labels: Labels = {}
+
+    _names = field_validator("labels")(_check_label_names)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not METRIC_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid Prometheus metric name")
+        if name.startswith(SELF_PREFIX):
+            raise ValueError(f"names starting with {SELF_PREFIX!r} are reserved for the bridge's own metrics")
+        return name
+
+    @field_validator("convert")
+    @classmethod
+    def _known_conversion(cls, convert: str) -> str:
+        if convert not in CONVERTERS:
+            raise ValueError(f"unknown conversion {convert!r}; choose one of {', '.join(sorted(CONVERTERS))}")
+        return convert
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, pattern: Optional[str]) -> Optional[str]:
+        if pattern is not None:
+            _check_regex(pattern)
+        return pattern
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Metric":
+        if self.type == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name!r} must end in _total")
+        if self.type == "info":
+            if not self.name.endswith("_info"):
+                raise ValueError(f"info metric {self.name!r} must end in _info")
+            if self.value is not None:
+                raise ValueError("an info metric has no value path: its value is always 1")
+        elif self.value is None:
+            raise ValueError(f"{self.type} metric {self.name!r} needs a value path")
+        _check_path(self.value)
+        return self
+
+
+class Mapping(Strict):
+    """A group of metrics read from the elements found by iterating `each` (outermost step first)."""
+
+    each: Annotated[list[Annotated[Step, BeforeValidator(_step_spec)]], BeforeValidator(_steps)] = []
+    level: Optional[str] = None
+    labels: Labels = {}
+    metrics: list[Metric] = Field(min_length=1)
+
+    _names = field_validator("labels")(_check_label_names)
+
+
+class Target(Strict):
+    """One third-party endpoint and how its responses become metrics."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=128)
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, Union[str, int, float, bool]] = {}
+    secret_params: list[str] = []
+    headers: dict[str, str] = {}
+    body: Optional[Any] = None
+    auth: Optional[Auth] = None
+    tls: TLS = TLS()
+    interval: PositiveSeconds = 15.0
+    jitter: Seconds = 0.0
+    timeout: PositiveSeconds = 10.0
+    stale_after: Optional[PositiveSeconds] = None
+    retries: Retries = Retries()
+    accept_status: list[int] = [200]
+    max_response_bytes: Bytes = 50 * 1024 * 1024
+    skip_bad_values: bool = False
+    pagination: Optional[Pagination] = None
+    labels: dict[str, str] = {}
+    levels: list[str] = []
+    mappings: list[Mapping] = Field(min_length=1)
+
+    @field_validator("labels")
+    @classmethod
+    def _names(cls, labels: dict[str, str]) -> dict[str, str]:
+        return _check_label_names(labels)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, method: Any) -> Any:
+        return method.upper() if isinstance(method, str) else method
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Target":
+        if self.body is not None and self.method != "POST":
+            raise ValueError("a JSON body needs method: POST")
+        if self.timeout > self.interval:
+            raise ValueError(f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)")
+        if self.jitter >= self.interval:
+            raise ValueError("jitter must be shorter than interval")
+        problems = []
+        known_levels = set(LEVEL_LABELS) | set(self.levels)
+        for m_index, mapping in enumerate(self.mappings):
+            sources: dict[str, str] = {n: f"labels.{n}" for n in self.labels}
+            for s_index, step in enumerate(mapping.each):
+                sources.update(_claim(sources, step.labels, f"mappings[{m_index}].each[{s_index}].labels", problems))
+            sources.update(_claim(sources, mapping.labels, f"mappings[{m_index}].labels", problems))
+            outer = set(sources)
+            for k_index, metric in enumerate(mapping.metrics):
+                where = f"mappings[{m_index}].metrics[{k_index}]"
+                _claim(sources, metric.labels, f"{where}.labels", problems)
+                level = metric.level or mapping.level
+                if level is None:
+                    problems.append(f"{where}: no level (set it on the metric or its mapping)")
+                    continue
+                if level not in known_levels:
+                    problems.append(f"{where}: unknown level {level!r} (declare it in the target's levels)")
+                    continue
+                have = outer | set(metric.labels)
+                missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in have]
+                if missing:
+                    problems.append(f"{where}: {level}-level metric {metric.name!r} needs label(s) {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def effective_stale_after(self) -> float:
+        """Seconds after the last success at which the served snapshot is dropped."""
+        return self.stale_after if self.stale_after is not None else 3 * self.interval
+
+
+def _claim(taken: dict[str, str], labels: dict[str, Any], where: str, problems: list[str]) -> dict[str, str]:
+    """Return where each of `labels` is set, adding a problem for any name already set at an enclosing level."""
+    claimed = {}
+    for name in labels:
+        if name in taken:
+            problems.append(f"{where}.{name}: label {name!r} is already set at {taken[name]}")
+        claimed[name] = f"{where}.{name}"
+    return claimed
+
+
+class Scheduler(Strict):
+    """The shared poll scheduler."""
+
+    max_workers: Optional[int] = Field(default=None, ge=1, le=1024)
+    misfire_grace_time: Optional[Seconds] = None
+
+
+class Config(Strict):
+    """The whole configuration file."""
+
+    scheduler: Scheduler = Scheduler()
+    targets: list[Target] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _across_targets(self) -> "Config":
+        problems = []
+        seen: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            if target.name in seen:
+                problems.append(f"targets[{index}].name: duplicate target name {target.name!r} (first at targets[{seen[target.name]}])")
+            seen.setdefault(target.name, index)
+        families: dict[str, tuple[str, str, str]] = {}
+        for t_index, target in enumerate(self.targets):
+            for m_index, mapping in enumerate(target.mappings):
+                for k_index, metric in enumerate(mapping.metrics):
+                    where = f"targets[{t_index}].mappings[{m_index}].metrics[{k_index}]"
+                    first = families.setdefault(metric.name, (metric.type, metric.help, where))
+                    if first[0] != metric.type:
+                        problems.append(f"{where}.type: {metric.name!r} is a {metric.type} here but a {first[0]} at {first[2]}")
+                    elif first[1] != metric.help and metric.help and first[1]:
+                        problems.append(f"{where}.help: {metric.name!r} has a different help text at {first[2]}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def max_workers(self) -> int:
+        """Poll threads: enough that hanging targets never hold up healthy ones."""
+        if self.scheduler.max_workers is not None:
+            return self.scheduler.max_workers
+        return max(4, min(64, len(self.targets)))
+
+
+def expand_env(text: str, environ: Optional[dict[str, str]] = None) -> tuple[str, list[str]]:
+    """Replace `${VAR}` and `${VAR:-default}`; return the text and the names of unset variables."""
+    env = os.environ if environ is None else environ
+    missing: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    return _ENV.sub(substitute, text), missing
+
+
+def _expand_tree(node: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(node, str):
+        text, missing = expand_env(node)
+        for name in missing:
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+        return text
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    return node
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part).startswith(("function-", "function_")) or part in ("str", "dict[str,...]"):
+            continue
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = _loc(tuple(item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts = message.split("; ") if item["type"] == "value_error" else [message]
+        for part in parts:
+            if _RELATIVE.match(part):
+                problems.append(f"{where}.{part}" if where else part)
+            else:
+                problems.append(f"{where or '<root>'}: {part}")
+    return problems
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate YAML text; raise ConfigError listing every problem with its key path."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"<yaml> {where}: {reason}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["<root>: the file must hold a mapping with a 'targets' list"])
+    problems: list[str] = []
+    raw = _expand_tree(raw, "", problems)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_problems(exc))
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem with its key path."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"<file>: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
+    return parse_config(text, str(path))

@@ -1,0 +1,272 @@
+"""Mapping: a target's parsed JSON documents → labelled samples, grouped by metric name.
+
+Each configured mapping iterates its `each` steps (arrays, or maps whose keys become labels), carrying the labels
+of enclosing objects down to the inner ones, and reads each metric's value from the innermost element.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
+
+import orjson
+
+from . import config as cfg
+from .convert import CONVERTERS, ConversionError
+from .exposition import escape_label_value
+from .paths import Getter, compile_path
+
+__all__ = ["MappingError", "MapResult", "Mapper"]
+
+Series = dict[str, float]
+
+
+class MappingError(ValueError):
+    """A document that does not fit its mapping (a value of the wrong type, a step that is not iterable)."""
+
+
+@dataclass
+class MapResult:
+    """The samples of one poll: metric name → {pre-escaped label text → value}, plus what was dropped."""
+
+    families: dict[str, Series] = field(default_factory=dict)
+    duplicates: int = 0
+    missing_values: int = 0
+    bad_values: int = 0
+
+    @property
+    def series(self) -> int:
+        """How many distinct series the poll produced."""
+        return sum(len(s) for s in self.families.values())
+
+
+def _label_text(value: Any) -> Optional[str]:
+    kind = type(value)
+    if kind is str:
+        return value
+    if value is None:
+        return None
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and value.is_integer():
+        return str(int(value))
+    if kind in (int, float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+LabelReader = Callable[[Any, Any], str]
+
+
+def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
+    default = spec.default or ""
+    pattern = re.compile(spec.regex) if spec.regex else None
+    group: Any = 0
+    if pattern is not None:
+        group = "value" if "value" in pattern.groupindex else (1 if pattern.groups else 0)
+    if spec.value is not None:
+        constant = escape_label_value(spec.value)
+        return lambda node, key: constant
+    getter: Getter = (lambda node: None) if spec.key else compile_path(spec.path or "@")
+
+    def read(node: Any, key: Any) -> str:
+        raw = _label_text(key if spec.key else getter(node))
+        if raw is None:
+            return default
+        if pattern is not None:
+            match = pattern.search(raw)
+            if match is None:
+                return default
+            raw = match.group(group) or default
+        return escape_label_value(raw)
+
+    if pattern is None and not spec.key and not spec.default:
+        # The common case: a plain string field, read without the extra checks.
+        def read_plain(node: Any, key: Any) -> str:
+            raw = getter(node)
+            if type(raw) is str:
+                return escape_label_value(raw)
+            text = _label_text(raw)
+            return "" if text is None else escape_label_value(text)
+
+        return read_plain
+    return read
+
+
+def _compile_labels(labels: dict[str, cfg.LabelFrom]) -> list[tuple[str, LabelReader]]:
+    return [(f',{name}="', _compile_label(spec)) for name, spec in labels.items()]
+
+
+def _render_labels(readers: list[tuple[str, LabelReader]], node: Any, key: Any) -> str:
+    return "".join([prefix + read(node, key) + '"' for prefix, read in readers])
+
+
+@dataclass
+class _Step:
+    index: int
+    path: str
+    getter: Getter
+    labels: list[tuple[str, LabelReader]]
+    decode_json: bool
+
+
+class _Metric:
+    """One configured metric, compiled: its label prefix, value reader and conversion."""
+
+    def __init__(self, metric: cfg.Metric, level: str, target_prefix: str, where: str) -> None:
+        self.name = metric.name
+        self.where = where
+        self.path = metric.value or ""
+        self.prefix = f'{{level="{escape_label_value(level)}"{target_prefix}'
+        self.labels = _compile_labels(metric.labels)
+        self.required = [f',{n}="' for n in cfg.LEVEL_LABELS.get(level, ())]
+        self.info = metric.type == "info"
+        self.getter = compile_path(metric.value) if metric.value else None
+        self.convert = CONVERTERS[metric.convert]
+        self.plain = metric.convert == "number" and metric.regex is None and metric.enum is None
+        self.regex = re.compile(metric.regex) if metric.regex else None
+        self.enum = metric.enum
+        self.scale = metric.scale
+        # Dividing by an exact power of ten keeps 950000000 × 1e-9 at 0.95 rather than 0.9500000000000001.
+        inverse = 1.0 / metric.scale if metric.scale else 0.0
+        self.divisor = inverse if metric.scale < 1.0 and inverse.is_integer() and str(int(inverse)).rstrip("0") == "1" else None
+        self.default = metric.default
+
+    def value(self, raw: Any) -> float:
+        """Convert a raw JSON value to a float, or raise ConversionError."""
+        if self.regex is not None:
+            if type(raw) is not str:
+                raise ConversionError(f"regex needs a string, got {type(raw).__name__}")
+            match = self.regex.search(raw)
+            if match is None:
+                raise ConversionError(f"regex {self.regex.pattern!r} does not match {raw[:60]!r}")
+            raw = match.group("value" if "value" in self.regex.groupindex else (1 if self.regex.groups else 0))
+        if self.enum is not None:
+            key = _label_text(raw)
+            if key not in self.enum:
+                raise ConversionError(f"{key!r} is not one of {', '.join(self.enum)}")
+            return self.rescale(self.enum[key])
+        return self.rescale(self.convert(raw))
+
+    def rescale(self, value: float) -> float:
+        """Apply the metric's scale factor."""
+        if self.divisor is not None:
+            return value / self.divisor
+        return value * self.scale if self.scale != 1.0 else value
+
+
+class _Group:
+    """One configured mapping, compiled."""
+
+    def __init__(self, mapping: cfg.Mapping, target: cfg.Target, index: int, target_prefix: str) -> None:
+        self.where = f"mappings[{index}]"
+        self.steps = [
+            _Step(i, s.path, compile_path(s.path), _compile_labels(s.labels), s.decode_json)
+            for i, s in enumerate(mapping.each)
+        ]
+        self.labels = _compile_labels(mapping.labels)
+        self.metrics = [
+            _Metric(m, m.level or mapping.level or "", target_prefix, f"{self.where}.metrics[{k}]")
+            for k, m in enumerate(mapping.metrics)
+        ]
+
+    def elements(self, node: Any) -> Iterator[tuple[Any, Any, str]]:
+        """Yield (element, map key, label text of enclosing steps) for every innermost element."""
+        yield from self._walk(node, None, "", 0)
+
+    def _walk(self, node: Any, key: Any, labels: str, depth: int) -> Iterator[tuple[Any, Any, str]]:
+        if depth == len(self.steps):
+            yield node, key, labels
+            return
+        step = self.steps[depth]
+        found = step.getter(node)
+        if step.decode_json and type(found) is str:
+            try:
+                found = orjson.loads(found)
+            except orjson.JSONDecodeError as exc:
+                raise MappingError(f"{self.where}.each[{step.index}] {step.path!r}: not a JSON string: {exc}") from None
+        if found is None:
+            return
+        if type(found) is list:
+            items: Any = enumerate(found)
+        elif type(found) is dict:
+            items = found.items()
+        else:
+            raise MappingError(
+                f"{self.where}.each[{step.index}] {step.path!r}: expected an array or object, got {type(found).__name__}"
+            )
+        readers = step.labels
+        last = depth + 1 == len(self.steps)
+        for item_key, element in items:
+            text = labels + _render_labels(readers, element, item_key) if readers else labels
+            if last:
+                yield element, item_key, text
+            else:
+                yield from self._walk(element, item_key, text, depth + 1)
+
+
+class Mapper:
+    """All of one target's mappings, compiled once; `map` is called for every page of every poll."""
+
+    def __init__(self, target: cfg.Target) -> None:
+        prefix = f',target="{escape_label_value(target.name)}"'
+        prefix += "".join(f',{k}="{escape_label_value(v)}"' for k, v in target.labels.items())
+        self.skip_bad_values = target.skip_bad_values
+        self.groups = [_Group(m, target, i, prefix) for i, m in enumerate(target.mappings)]
+
+    def new_result(self) -> MapResult:
+        """An empty result with a family for every configured metric name."""
+        result = MapResult()
+        for group in self.groups:
+            for metric in group.metrics:
+                result.families.setdefault(metric.name, {})
+        return result
+
+    def map(self, document: Any, result: Optional[MapResult] = None) -> MapResult:
+        """Map one parsed document into `result` (a new one if not given); raise MappingError if it does not fit."""
+        if result is None:
+            result = self.new_result()
+        families = result.families
+        for group in self.groups:
+            metrics = [(m, families.setdefault(m.name, {})) for m in group.metrics]
+            group_labels = group.labels
+            for element, key, outer in group.elements(document):
+                common = outer + _render_labels(group_labels, element, key) if group_labels else outer
+                for metric, series in metrics:
+                    self._sample(metric, series, element, key, common, result)
+        return result
+
+    def _sample(self, metric: _Metric, series: Series, element: Any, key: Any, common: str, result: MapResult) -> None:
+        if metric.info:
+            value = 1.0
+        else:
+            raw = metric.getter(element)  # type: ignore[misc]
+            if raw is None:
+                if metric.default is None:
+                    result.missing_values += 1
+                    return
+                value = metric.default
+            elif metric.plain and (type(raw) is float or type(raw) is int):
+                value = metric.rescale(float(raw))
+            else:
+                try:
+                    value = metric.value(raw)
+                except ConversionError as exc:
+                    if self.skip_bad_values:
+                        result.bad_values += 1
+                        return
+                    raise MappingError(f"{metric.where} {metric.name} (value {metric.path!r}): {exc}") from None
+        labels = common + _render_labels(metric.labels, element, key) if metric.labels else common
+        text = metric.prefix + labels + "}"
+        for required in metric.required:
+            start = text.find(required)
+            if start < 0 or text[start + len(required)] == '"':
+                if self.skip_bad_values:
+                    result.bad_values += 1
+                    return
+                raise MappingError(f"{metric.where} {metric.name}: empty {required[1:-2]!r} label")
+        size = len(series)
+        series[text] = value
+        if len(series) == size:
+            result.duplicates += 1

@@ -1,0 +1,136 @@
+"""One poll of one target: fetch → map → publish, timed and counted, and its outcome kept for the status page."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Optional
+
+from .client import FetchError, TargetClient
+from .config import Target
+from .exposition import FamilyHeader
+from .mapping import Mapper, MappingError
+from .scheduler import delay_since, scheduled_time
+from .selfmetrics import SelfMetrics
+from .store import Snapshot, SnapshotStore
+
+__all__ = ["Poller", "PollStatus"]
+
+log = logging.getLogger("exporter.poll")
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    """What the last poll of a target did, for the status page (error messages are already redacted)."""
+
+    polls: int = 0
+    last_start: Optional[float] = None
+    last_duration: Optional[float] = None
+    last_outcome: str = "pending"
+    last_error: str = ""
+    last_success: Optional[float] = None
+    series: int = 0
+
+
+class Poller:
+    """Everything needed to poll one target, compiled once per configuration."""
+
+    def __init__(self, target: Target, store: SnapshotStore, metrics: SelfMetrics, stop: threading.Event) -> None:
+        self.target = target
+        self.store = store
+        self.metrics = metrics
+        self.client = TargetClient(target, stop=stop)
+        self.mapper = Mapper(target)
+        self.headers = self.family_headers(target)
+        self.status = PollStatus()
+        self._lock = threading.Lock()
+        self.in_flight = False
+        self.attempted = threading.Event()
+
+    @staticmethod
+    def family_headers(target: Target) -> dict[str, FamilyHeader]:
+        """The pre-rendered header of every metric a target's mappings produce."""
+        return {m.name: FamilyHeader.build(m.name, m.type, m.help) for mapping in target.mappings for m in mapping.metrics}
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Make a snapshot visible (the bridge replaces this to ignore pollers it has retired)."""
+        self.store.publish(snapshot)
+
+    def poll(self) -> bool:
+        """Poll once; return whether it succeeded. Never raises: every failure is counted with its reason."""
+        name = self.target.name
+        metrics = self.metrics
+        started = time.monotonic()
+        started_wall = time.time()
+        metrics.poll_start_delay.labels(name).observe(delay_since(scheduled_time(), datetime.now(timezone.utc)))
+        self.status = replace(self.status, last_start=started_wall, last_outcome="running")
+        reason = message = ""
+        try:
+            fetched = self.client.fetch()
+            if fetched.api_date is not None:
+                metrics.api_clock_skew.labels(name).set(fetched.api_date - fetched.received_at)
+            result = self.mapper.new_result()
+            for document in fetched.documents:
+                self.mapper.map(document, result)
+            snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
+            self.publish(snapshot)
+        except FetchError as error:
+            reason, message = error.reason, str(error)
+        except MappingError as error:
+            reason, message = "mapping", self.client.redactor.redact(str(error))
+        except Exception as error:  # a bug must cost one poll, not the job
+            reason, message = "internal", self.client.redactor.redact(f"{type(error).__name__}: {error}")
+            log.debug("poll of %s raised", name, exc_info=True)
+        duration = time.monotonic() - started
+        metrics.poll_duration.labels(name).observe(duration)
+        if reason:
+            self._failed(reason, message, started_wall, duration)
+        else:
+            self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, len(fetched.documents))
+        self.attempted.set()
+        return not reason
+
+    def _succeeded(self, result, snapshot: Snapshot, started: float, duration: float, size: int, pages: int) -> None:  # type: ignore[no-untyped-def]
+        name = self.target.name
+        m = self.metrics
+        m.poll_success.labels(name).inc()
+        m.target_up.labels(name).set(1)
+        m.last_success.labels(name).set(started + duration)
+        m.series.labels(name).set(snapshot.series)
+        if result.duplicates:
+            m.duplicate_series.labels(name).inc(result.duplicates)
+        if result.missing_values:
+            m.samples_dropped.labels(name, "missing_value").inc(result.missing_values)
+        if result.bad_values:
+            m.samples_dropped.labels(name, "bad_value").inc(result.bad_values)
+        self.status = PollStatus(
+            polls=self.status.polls + 1, last_start=started, last_duration=duration, last_outcome="success",
+            last_success=started + duration, series=snapshot.series,
+        )
+        log.debug(
+            "poll of %s succeeded in %.3fs: %d series from %d bytes in %d page(s)%s",
+            name, duration, snapshot.series, size, pages,
+            f", {result.duplicates} duplicate sample(s) replaced" if result.duplicates else "",
+        )
+
+    def _failed(self, reason: str, message: str, started: float, duration: float) -> None:
+        name = self.target.name
+        m = self.metrics
+        m.poll_failures.labels(name, reason).inc()
+        m.target_up.labels(name).set(0)
+        snapshot = self.store.current().get(name)
+        dropped = snapshot is not None and snapshot.is_stale(time.monotonic()) and self.store.drop(name)
+        if dropped or snapshot is None:
+            m.series.labels(name).set(0)
+        self.status = replace(
+            self.status, polls=self.status.polls + 1, last_start=started, last_duration=duration,
+            last_outcome=f"failure ({reason})", last_error=message,
+            series=0 if dropped or snapshot is None else self.status.series,
+        )
+        log.warning(
+            "poll of %s failed: reason=%s: %s%s", name, reason, message,
+            "; stale snapshot dropped" if dropped else "",
+        )

@@ -1,0 +1,97 @@
+"""HTTP server: `/metrics`, `/healthz`, `/readyz` as a WSGI app (`create_app`) and a threaded server to run it."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+from typing import Any, Callable, Iterable, Optional
+from wsgiref.simple_server import make_server
+
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, choose_encoder, gzip_accepted
+
+from .bridge import Bridge
+from .collector import render_exposition
+
+__all__ = ["create_app", "MetricsServer", "parse_listen"]
+
+log = logging.getLogger("exporter.server")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 hosts in brackets) into host and port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def render_metrics(bridge: Bridge, accept: str) -> tuple[bytes, str]:
+    """The whole exposition for an Accept header: bridged series, then the self-metrics."""
+    encoder, content_type = choose_encoder(accept)
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    chunks = render_exposition(bridge.store.current(), openmetrics=openmetrics)
+    chunks.append(encoder(bridge.metrics.registry))
+    return b"".join(chunks), content_type
+
+
+def create_app(bridge: Bridge) -> WSGIApp:
+    """The bridge's WSGI application; routes are added here and nowhere else."""
+
+    def text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+        data = body.encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/metrics":
+            if method not in ("GET", "HEAD"):
+                return text(start_response, "405 Method Not Allowed", "use GET\n")
+            body, content_type = render_metrics(bridge, environ.get("HTTP_ACCEPT", ""))
+            headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
+            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+                body = gzip.compress(body, compresslevel=1)
+                headers.append(("Content-Encoding", "gzip"))
+            headers.append(("Content-Length", str(len(body))))
+            start_response("200 OK", headers)
+            return [b""] if method == "HEAD" else [body]
+        if path == "/healthz":
+            return text(start_response, *(("200 OK", "ok\n") if bridge.healthy() else ("503 Service Unavailable", "scheduler not running\n")))
+        if path == "/readyz":
+            if bridge.ready():
+                return text(start_response, "200 OK", "ready\n")
+            waiting = sorted(n for n, p in bridge.pollers.items() if not p.attempted.is_set())
+            return text(start_response, "503 Service Unavailable", "waiting for first poll of: " + ", ".join(waiting) + "\n")
+        return text(start_response, "404 Not Found", "not found; try /metrics\n")
+
+    return app
+
+
+class MetricsServer:
+    """A threaded HTTP server for a WSGI app, run on a background thread."""
+
+    def __init__(self, app: WSGIApp, host: str, port: int, ssl_context: Optional[Any] = None) -> None:
+        self.httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+        if ssl_context is not None:
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> "MetricsServer":
+        """Serve on a background thread."""
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving and close the socket."""
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,86 @@
+"""Shared fixtures: the fake API, a running bridge, and tool look-ups that fail in CI instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.bridge import Bridge
+from exporter.config import Config, parse_config
+from exporter.server import MetricsServer, create_app
+
+from fakeapi import FakeAPI
+
+TESTDATA = Path(__file__).parent / "testdata"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+REQUIRE_TOOLS = os.environ.get("METRICS_BRIDGE_REQUIRE_TOOLS") == "1"
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; skip when it is absent, but fail when CI requires every tool."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package; tests/run.sh installs it)"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " and METRICS_BRIDGE_REQUIRE_TOOLS=1")
+        pytest.skip(message)
+    return path
+
+
+def require_module(name: str):  # type: ignore[no-untyped-def]
+    """Import an optional test dependency; skip when absent, fail when CI requires every tool."""
+    try:
+        return __import__(name)
+    except ImportError:
+        if REQUIRE_TOOLS:
+            pytest.fail(f"Python module {name} is missing and METRICS_BRIDGE_REQUIRE_TOOLS=1")
+        pytest.skip(f"Python module {name} is not installed")
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPI]:
+    """A fake third-party API on loopback."""
+    server = FakeAPI().start()
+    yield server
+    server.close()
+
+
+class RunningBridge:
+    """A bridge and its HTTP server on a free loopback port."""
+
+    def __init__(self, config: Config, **kwargs: object) -> None:
+        self.registry = CollectorRegistry()
+        self.bridge = Bridge(config, registry=self.registry, process_metrics=False, **kwargs)  # type: ignore[arg-type]
+        self.server = MetricsServer(create_app(self.bridge), "127.0.0.1", 0).start()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the bridge's HTTP server."""
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def close(self) -> None:
+        """Stop polling and serving."""
+        self.bridge.stop(grace=2.0)
+        self.server.close()
+
+
+@pytest.fixture
+def run_bridge() -> Iterator:
+    """Start bridges from YAML text; every one is stopped after the test."""
+    started: list[RunningBridge] = []
+
+    def start(yaml_text: str, autostart: bool = True, **kwargs: object) -> RunningBridge:
+        running = RunningBridge(parse_config(yaml_text), **kwargs)
+        if autostart:
+            running.bridge.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
