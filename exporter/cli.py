@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pods", type=int, default=12, help="simulated pods (two containers each; about 18 series per pod)")
     demo.add_argument("--api-listen", default="127.0.0.1:0", help="HOST:PORT for the demo API (port 0 picks a free one)")
     demo.add_argument("--fail-ratio", type=float, default=0.0, help="share of demo API requests answered with HTTP 503")
+    demo.add_argument("--interval", type=float, default=None, help="override every demo target's poll interval, in seconds")
     demo.add_argument("--churn-interval", type=float, default=60.0, help="seconds between pod replacements")
     return parser
 
@@ -198,6 +199,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ["METRICS_BRIDGE_DEMO_URL"] = api.url
     try:
         config = parse_config(demo_config_text(), "demo.yaml")
+        if args.interval:
+            config = config.model_copy(
+                update={
+                    "targets": [
+                        t.model_copy(update={"interval": args.interval, "timeout": min(t.timeout, args.interval)})
+                        for t in config.targets
+                    ]
+                }
+            )
     except ConfigError as error:  # the bundled config is tested; this is a packaging fault
         print(error, file=sys.stderr)
         return 1

@@ -78,6 +78,12 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_block(cls, data: Any) -> Any:
+        """A block whose keys are all commented out (`scheduler:`) means its defaults."""
+        return {} if data is None else data
+
 
 def read_secret(inline: Optional[SecretStr], path: Optional[str]) -> Optional[str]:
     """Return a secret from its file (stripped of the trailing newline) or its inline/env value."""
@@ -261,20 +267,28 @@ Labels = dict[str, LabelSpec]
 
 
 def _check_label_names(labels: dict[str, Any]) -> dict[str, Any]:
+    problems = []
     for name in labels:
         if not LABEL_NAME.match(name) or name.startswith("__"):
-            raise ValueError(f"{name!r} is not a valid Prometheus label name")
-        if name in RESERVED_LABELS:
-            raise ValueError(f"label {name!r} is set by metrics-bridge itself and cannot be configured")
+            problems.append(f"{name!r} is not a valid Prometheus label name")
+        elif name in RESERVED_LABELS:
+            problems.append(f"label {name!r} is set by metrics-bridge itself and cannot be configured")
+    if problems:
+        raise ValueError("; ".join(problems))
     return labels
 
 
 class Step(Strict):
-    """One iteration step: the array or map at `path`, each element becoming the context of the next step."""
+    """One iteration step: the array or map at `path`, each element becoming the context of the next step.
+
+    `decode_json` first decodes a string holding JSON; `single` takes the value at `path` as one element instead of
+    iterating it (a nested object, or a decoded JSON string, to read fields from).
+    """
 
     path: str
     labels: Labels = {}
     decode_json: bool = False
+    single: bool = False
 
     _names = field_validator("labels")(_check_label_names)
 
@@ -330,7 +344,7 @@ class Metric(Strict):
     @classmethod
     def _known_conversion(cls, convert: str) -> str:
         if convert not in CONVERTERS:
-            raise ValueError(f"unknown conversion {convert!r}; choose one of {', '.join(sorted(CONVERTERS))}")
+            raise ValueError(f"unknown conversion {convert!r} (choose one of {', '.join(sorted(CONVERTERS))})")
         return convert
 
     @field_validator("regex")
@@ -369,8 +383,8 @@ class Mapping(Strict):
 class Target(Strict):
     """One third-party endpoint and how its responses become metrics."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=128)
-    url: str = Field(pattern=r"^https?://[^\s]+$")
+    name: str = Field(max_length=128)
+    url: str
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, Union[str, int, float, bool]] = {}
     secret_params: list[str] = []
@@ -395,6 +409,20 @@ class Target(Strict):
     @classmethod
     def _names(cls, labels: dict[str, str]) -> dict[str, str]:
         return _check_label_names(labels)
+
+    @field_validator("name")
+    @classmethod
+    def _target_name(cls, name: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", name):
+            raise ValueError(f"{name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        return name
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
+            raise ValueError(f"must be an http:// or https:// URL, got {url[:80]!r}")
+        return url
 
     @field_validator("method", mode="before")
     @classmethod
@@ -571,7 +599,9 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_problems(exc))
+        # A key already reported for an unset variable is not reported again for the empty value left behind.
+        unset = {p.split(": ", 1)[0] for p in problems}
+        problems.extend(p for p in _problems(exc) if p.split(": ", 1)[0] not in unset)
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)

@@ -109,6 +109,7 @@ class _Step:
     getter: Getter
     labels: list[tuple[str, LabelReader]]
     decode_json: bool
+    single: bool
 
 
 class _Metric:
@@ -129,8 +130,9 @@ class _Metric:
         self.enum = metric.enum
         self.scale = metric.scale
         # Dividing by an exact power of ten keeps 950000000 × 1e-9 at 0.95 rather than 0.9500000000000001.
-        inverse = 1.0 / metric.scale if metric.scale else 0.0
-        self.divisor = inverse if metric.scale < 1.0 and inverse.is_integer() and str(int(inverse)).rstrip("0") == "1" else None
+        inverse = round(1.0 / metric.scale) if 0.0 < metric.scale < 1.0 else 0
+        exact = inverse > 1 and str(inverse).rstrip("0") == "1" and abs(inverse * metric.scale - 1.0) < 1e-12
+        self.divisor = float(inverse) if exact else None
         self.default = metric.default
 
     def value(self, raw: Any) -> float:
@@ -162,7 +164,7 @@ class _Group:
     def __init__(self, mapping: cfg.Mapping, target: cfg.Target, index: int, target_prefix: str) -> None:
         self.where = f"mappings[{index}]"
         self.steps = [
-            _Step(i, s.path, compile_path(s.path), _compile_labels(s.labels), s.decode_json)
+            _Step(i, s.path, compile_path(s.path), _compile_labels(s.labels), s.decode_json, s.single)
             for i, s in enumerate(mapping.each)
         ]
         self.labels = _compile_labels(mapping.labels)
@@ -188,8 +190,10 @@ class _Group:
                 raise MappingError(f"{self.where}.each[{step.index}] {step.path!r}: not a JSON string: {exc}") from None
         if found is None:
             return
-        if type(found) is list:
-            items: Any = enumerate(found)
+        if step.single:
+            items: Any = ((key, found),)
+        elif type(found) is list:
+            items = enumerate(found)
         elif type(found) is dict:
             items = found.items()
         else:

@@ -80,5 +80,6 @@ def compile_path(expression: str) -> Getter:
     try:
         compiled = jmespath.compile(expression)
     except JMESPathError as exc:
-        raise PathError(f"invalid JMESPath expression {expression!r}: {exc}") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PathError(f"invalid JMESPath expression {expression!r}: {reason}") from None
     return compiled.search
