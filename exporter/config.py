@@ -312,6 +312,8 @@ def _steps(value: Any) -> Any:
 
 
 MetricType = Literal["gauge", "counter", "info"]
+# How `aggregate` folds the array a metric's value path finds into one sample.
+Aggregate = Literal["sum", "min", "max", "mean", "count"]
 
 
 class Metric(Strict):
@@ -327,9 +329,18 @@ class Metric(Strict):
     enum: Optional[dict[str, float]] = None
     scale: float = 1.0
     default: Optional[float] = None
+    aggregate: Optional[Aggregate] = None
     labels: Labels = {}
 
     _names = field_validator("labels")(_check_label_names)
+
+    @model_validator(mode="after")
+    def _aggregate_shape(self) -> "Metric":
+        if self.aggregate is not None and self.type == "info":
+            raise ValueError("an info metric has no value to aggregate")
+        if self.aggregate == "count" and (self.convert != "number" or self.regex or self.enum or self.scale != 1.0):
+            raise ValueError("aggregate: count counts the array's elements; drop convert, regex, enum and scale")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -358,6 +369,8 @@ class Metric(Strict):
     def _shape(self) -> "Metric":
         if self.type == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"counter {self.name!r} must end in _total")
+        if self.type != "counter" and self.name.endswith("_total"):
+            raise ValueError(f"{self.name!r} ends in _total, which is for counters only (set type: counter, or rename)")
         if self.type == "info":
             if not self.name.endswith("_info"):
                 raise ValueError(f"info metric {self.name!r} must end in _info")
@@ -369,12 +382,26 @@ class Metric(Strict):
         return self
 
 
+class LabelsFrom(Strict):
+    """Copy every key of the object at `path` as a label (names sanitised; `exclude` lists keys to leave out)."""
+
+    path: str
+    exclude: list[str] = []
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, path: str) -> str:
+        _check_path(path)
+        return path
+
+
 class Mapping(Strict):
     """A group of metrics read from the elements found by iterating `each` (outermost step first)."""
 
     each: Annotated[list[Annotated[Step, BeforeValidator(_step_spec)]], BeforeValidator(_steps)] = []
     level: Optional[str] = None
     labels: Labels = {}
+    labels_from: Optional[Annotated[LabelsFrom, BeforeValidator(_step_spec)]] = None
     metrics: list[Metric] = Field(min_length=1)
 
     _names = field_validator("labels")(_check_label_names)
@@ -457,7 +484,7 @@ class Target(Strict):
                     continue
                 have = outer | set(metric.labels)
                 missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in have]
-                if missing:
+                if missing and mapping.labels_from is None:  # copied labels are checked per sample instead
                     problems.append(f"{where}: {level}-level metric {metric.name!r} needs label(s) {', '.join(missing)}")
         if problems:
             raise ValueError("; ".join(problems))
@@ -507,7 +534,7 @@ class Config(Strict):
                     where = f"targets[{t_index}].mappings[{m_index}].metrics[{k_index}]"
                     first = families.setdefault(metric.name, (metric.type, metric.help, where))
                     if first[0] != metric.type:
-                        problems.append(f"{where}.type: {metric.name!r} is a {metric.type} here but a {first[0]} at {first[2]}")
+                        problems.append(f"{where}.type: {metric.name!r} is of type {metric.type} here but {first[0]} at {first[2]}")
                     elif first[1] != metric.help and metric.help and first[1]:
                         problems.append(f"{where}.help: {metric.name!r} has a different help text at {first[2]}")
         if problems:

@@ -79,7 +79,7 @@ class MetricsServer:
         self.httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
         if ssl_context is not None:
             self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True)
 
     @property
     def port(self) -> int:

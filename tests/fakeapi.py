@@ -21,7 +21,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drip_interval: float = 0.0
-    content_length: Optional[int] = None
+    content_length: Optional[int] = None  # -1: send no Content-Length and close after the body
 
     def payload(self) -> bytes:
         """The body as bytes (dicts and lists as JSON)."""
@@ -76,7 +76,11 @@ class FakeAPI:
                 headers = {"Content-Type": "application/json", **reply.headers}
                 for name, value in headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(reply.content_length if reply.content_length is not None else len(payload)))
+                if reply.content_length == -1:  # no length: the body ends when the connection closes
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(reply.content_length if reply.content_length is not None else len(payload)))
                 self.end_headers()
                 try:
                     if reply.drip_interval:
@@ -94,7 +98,7 @@ class FakeAPI:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str = "/") -> str:
         """The URL of a path on this server."""

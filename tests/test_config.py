@@ -1,0 +1,163 @@
+"""Config: valid files load, and a bad one is rejected with every problem and its key path."""
+
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import demo_config_text
+from exporter.config import ConfigError, load_config, parse_config
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+MINIMAL = """
+targets:
+  - name: api
+    url: http://127.0.0.1:8080/metrics
+    mappings:
+      - level: service
+        metrics:
+          - {name: up_ratio, value: up}
+"""
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    return caught.value.problems
+
+
+def test_a_minimal_config_gets_the_documented_defaults():
+    target = parse_config(MINIMAL).targets[0]
+    assert (target.method, target.interval, target.timeout, target.jitter) == ("GET", 15.0, 10.0, 0.0)
+    assert target.effective_stale_after == 45.0
+    assert target.max_response_bytes == 50 * 1024 * 1024
+    assert target.tls.insecure_skip_verify is False
+    assert target.accept_status == [200]
+
+
+def test_the_commented_example_and_the_demo_config_are_valid(monkeypatch):
+    assert len(load_config(EXAMPLES / "config.yaml").targets) == 2
+    monkeypatch.setenv("METRICS_BRIDGE_DEMO_URL", "http://127.0.0.1:1/api/v1/metrics")
+    assert [t.name for t in parse_config(demo_config_text()).targets] == ["services", "pods", "containers"]
+
+
+def test_durations_and_sizes_are_read_from_strings():
+    text = MINIMAL.replace("    mappings:", "    interval: 1m30s\n    timeout: 250ms\n    max_response_bytes: 2MiB\n    mappings:")
+    target = parse_config(text).targets[0]
+    assert (target.interval, target.timeout, target.max_response_bytes) == (90.0, 0.25, 2 * 1024 * 1024)
+
+
+def test_environment_variables_are_expanded_with_defaults(monkeypatch):
+    monkeypatch.setenv("API_HOST", "10.1.2.3")
+    text = MINIMAL.replace("127.0.0.1:8080", "${API_HOST}:${API_PORT:-9100}")
+    assert parse_config(text).targets[0].url == "http://10.1.2.3:9100/metrics"
+
+
+def test_an_unset_environment_variable_is_reported_once_with_its_key_path(monkeypatch):
+    monkeypatch.delenv("NOPE", raising=False)
+    assert problems_of(MINIMAL.replace("http://127.0.0.1:8080", "${NOPE}")) == [
+        "targets[0].url: environment variable NOPE is not set"
+    ]
+
+
+def test_every_problem_is_reported_at_once_with_its_key_path():
+    text = """
+targets:
+  - name: a
+    url: ftp://x
+    intervall: 5
+    mappings:
+      - each: "items[?"
+        labels: {level: x, "bad-name": y}
+        metrics:
+          - {name: "bad name", value: x, convert: nope}
+          - {name: x_total, type: counter, value: y, regex: "(("}
+"""
+    problems = problems_of(text)
+    assert problems == [
+        "targets[0].url: must be an http:// or https:// URL, got 'ftp://x'",
+        "targets[0].mappings[0].each[0].path: invalid JMESPath expression 'items[?': Invalid jmespath expression: Incomplete expression:",
+        "targets[0].mappings[0].labels: label 'level' is set by metrics-bridge itself and cannot be configured",
+        "targets[0].mappings[0].labels: 'bad-name' is not a valid Prometheus label name",
+        "targets[0].mappings[0].metrics[0].name: 'bad name' is not a valid Prometheus metric name",
+        "targets[0].mappings[0].metrics[0].convert: unknown conversion 'nope' (choose one of bytes, duration, epoch_ms, number, percent, quantity, timestamp)",
+        "targets[0].mappings[0].metrics[1].regex: regex '((' does not compile: missing ), unterminated subpattern at position 1",
+        "targets[0].intervall: unknown key",
+    ]
+
+
+def test_duplicate_target_names_and_conflicting_metric_types_are_rejected():
+    second = MINIMAL.split("targets:\n")[1].replace("{name: up_ratio, value: up}", "{name: up_total, type: counter, value: up}")
+    third = second.replace("{name: up_total, type: counter, value: up}", "{name: up_info, type: info}").replace("name: api", "name: b")
+    problems = problems_of(MINIMAL.replace("up_ratio", "up_info") + second + third)
+    assert problems == [
+        "targets[1].name: duplicate target name 'api' (first at targets[0])",
+        "targets[2].mappings[0].metrics[0].type: 'up_info' is of type info here but gauge at targets[0].mappings[0].metrics[0]",
+    ]
+
+
+def test_levels_need_their_kubernetes_labels():
+    text = MINIMAL.replace("level: service", "level: container\n        labels: {pod: p}")
+    assert problems_of(text) == ["targets[0].mappings[0].metrics[0]: container-level metric 'up_ratio' needs label(s) container"]
+
+
+def test_an_undeclared_level_is_rejected_and_a_declared_one_accepted():
+    text = MINIMAL.replace("level: service", "level: node")
+    assert "unknown level 'node'" in problems_of(text)[0]
+    assert parse_config(text.replace("    mappings:", "    levels: [node]\n    mappings:")).targets[0].levels == ["node"]
+
+
+def test_a_label_set_twice_on_one_series_is_rejected():
+    text = MINIMAL.replace("level: service", "level: service\n        each: [{path: items, labels: {svc: name}}]\n        labels: {svc: other}")
+    assert problems_of(text) == ["targets[0].mappings[0].labels.svc: label 'svc' is already set at mappings[0].each[0].labels.svc"]
+
+
+def test_counter_and_info_names_follow_prometheus_conventions():
+    assert "must end in _total" in problems_of(MINIMAL.replace("value: up}", "value: up, type: counter}"))[0]
+    assert "must end in _info" in problems_of(MINIMAL.replace("value: up}", "type: info}"))[0]
+    assert "for counters only" in problems_of(MINIMAL.replace("up_ratio", "up_total"))[0]
+
+
+def test_self_metric_names_are_reserved():
+    assert "reserved" in problems_of(MINIMAL.replace("up_ratio", "metrics_bridge_up"))[0]
+
+
+def test_timeout_longer_than_interval_is_rejected():
+    text = MINIMAL.replace("    mappings:", "    interval: 5s\n    timeout: 10s\n    mappings:")
+    assert problems_of(text) == ["targets[0]: timeout (10s) must not exceed interval (5s)"]
+
+
+def test_an_unreadable_secret_file_is_rejected_with_its_key_path(tmp_path):
+    text = MINIMAL.replace("    mappings:", f"    auth: {{bearer_token_file: {tmp_path}/missing}}\n    mappings:")
+    (problem,) = problems_of(text)
+    assert problem.startswith("targets[0].auth.bearer_token_file: cannot read secret file")
+
+
+def test_two_authentication_schemes_at_once_are_rejected():
+    text = MINIMAL.replace("    mappings:", "    auth: {bearer_token: abc, basic: {username: u, password: p}}\n    mappings:")
+    assert "choose one authentication scheme" in problems_of(text)[0]
+
+
+def test_invalid_yaml_reports_line_and_column():
+    (problem,) = problems_of("targets:\n  - name: [unclosed\n")
+    assert problem.startswith("<yaml> line 3, column 1:")
+
+
+def test_a_file_that_is_not_a_mapping_is_rejected():
+    assert problems_of("- just\n- a list\n") == ["<root>: the file must hold a mapping with a 'targets' list"]
+
+
+def test_a_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_a_commented_out_block_means_its_defaults():
+    assert parse_config("scheduler:\n" + MINIMAL).scheduler.max_workers is None
+
+
+def test_secrets_are_not_shown_in_the_config_repr():
+    text = MINIMAL.replace("    mappings:", "    auth: {bearer_token: s3cr3t-t0ken}\n    mappings:")
+    config = parse_config(text)
+    assert "s3cr3t-t0ken" not in repr(config)
+    assert "s3cr3t-t0ken" not in str(config.model_dump())
