@@ -53,19 +53,22 @@ class Bridge:
         self.pollers: dict[str, Poller] = {}
         self.scheduler = PollScheduler(config.max_workers, self._skipped)
         self.started = False
+        self._scheduling = True
 
     def owns(self, target: Target) -> bool:
         """Whether this replica's shard polls the target."""
         return self.total_shards == 1 or shard_of(target.name, self.total_shards) == self.shard
 
-    def start(self) -> None:
-        """Schedule every owned target, each with its first poll now."""
+    def start(self, schedule: bool = True) -> None:
+        """Schedule every owned target, each with its first poll now (`schedule=False`: poll only via `poll_now`)."""
         self.metrics.reload_successful.set(1)
         self.metrics.reload_timestamp.set(time.time())
+        self._scheduling = schedule
         for target in self.config.targets:
             if self.owns(target):
                 self._add(target)
-        self.scheduler.start()
+        if schedule:
+            self.scheduler.start()
         self.started = True
         log.info(
             "polling %d target(s)%s: %s", len(self.pollers),
@@ -79,7 +82,8 @@ class Bridge:
         poller.publish = self._publisher(poller)  # type: ignore[method-assign]
         self.metrics.add_target(target.name)
         self.pollers[target.name] = poller
-        self.scheduler.add(target.name, self._run, target.interval, target.jitter, self.config.scheduler.misfire_grace_time)
+        if self._scheduling:
+            self.scheduler.add(target.name, self._run, target.interval, target.jitter, self.config.scheduler.misfire_grace_time)
 
     def _publisher(self, poller: Poller):  # type: ignore[no-untyped-def]
         def publish(snapshot: Snapshot) -> None:
@@ -165,7 +169,7 @@ class Bridge:
 
     def healthy(self) -> bool:
         """Whether the scheduler is running."""
-        return self.started and self.scheduler.running and not self.stop_event.is_set()
+        return self.started and (self.scheduler.running or not self._scheduling) and not self.stop_event.is_set()
 
     def stop(self, grace: float = 10.0) -> bool:
         """Stop scheduling, let in-flight polls finish for up to `grace` seconds; return whether they all did."""

@@ -6,6 +6,7 @@ of enclosing objects down to the inner ones, and reads each metric's value from 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
@@ -102,6 +103,85 @@ def _render_labels(readers: list[tuple[str, LabelReader]], node: Any, key: Any) 
     return "".join([prefix + read(node, key) + '"' for prefix, read in readers])
 
 
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+_UNSEEN = object()
+
+
+def _copied_label_name(key: str, exclude: frozenset[str], configured: set[str]) -> Optional[str]:
+    """The label name a copied key gets, or None to leave it out (see `labels_from` in docs/configuration.md)."""
+    if key in exclude or key.startswith("__"):
+        return None
+    name = _INVALID_LABEL_CHARS.sub("_", key)
+    if not name or name.startswith("__"):
+        return None
+    if name[0].isdigit():
+        name = "_" + name
+    if name in cfg.RESERVED_LABELS:
+        name = "exported_" + name
+    return None if name in configured else name
+
+
+def _compile_labels_from(spec: cfg.LabelsFrom, configured: set[str], where: str) -> Callable[[Any], str]:
+    """A reader of the label text copied from every key of one object: sorted by key, escaped, empty values left out."""
+    getter = compile_path(spec.path)
+    exclude = frozenset(spec.exclude)
+    names: dict[str, Optional[str]] = {}
+
+    def read(node: Any) -> str:
+        found = getter(node)
+        if found is None:
+            return ""
+        if type(found) is not dict:
+            raise MappingError(f"{where} {spec.path!r}: expected an object, got {type(found).__name__}")
+        copied: dict[str, str] = {}
+        for key in sorted(found):
+            name = names.get(key, _UNSEEN)
+            if name is _UNSEEN:
+                name = _copied_label_name(key, exclude, configured)
+                if len(names) < 10_000:  # label keys are few; the cap only bounds a hostile API
+                    names[key] = name
+            if name is None or name in copied:
+                continue
+            text = _label_text(found[key])
+            if text:
+                copied[name] = escape_label_value(text)
+        return "".join([f',{name}="{text}"' for name, text in copied.items()])
+
+    return read
+
+
+def _empty_as_missing(getter: Getter) -> Getter:
+    """Wrap a getter so that an array with no non-null element reads as missing."""
+
+    def get(node: Any) -> Any:
+        found = getter(node)
+        if type(found) is list and all(item is None for item in found):
+            return None
+        return found
+
+    return get
+
+
+def _compile_aggregate(how: str, convert_one: Callable[[Any], float]) -> Callable[[Any], float]:
+    """Fold an array of raw values into one float: each non-null element converted, then summed, averaged, etc."""
+
+    def reduce(raw: Any) -> float:
+        if type(raw) is not list:
+            raise ConversionError(f"aggregate: {how} needs an array, got {type(raw).__name__}")
+        if how == "count":
+            return float(sum(1 for item in raw if item is not None))
+        values = [convert_one(item) for item in raw if item is not None]
+        if how == "min":
+            return min(values)
+        if how == "max":
+            return max(values)
+        total = math.fsum(values) if how == "sum" else math.fsum(values) / len(values)
+        # 15 significant digits: "250m" + "1834567123n" is 2.084567123, not 2.0845671230000002.
+        return float(f"{total:.15g}")
+
+    return reduce
+
+
 @dataclass
 class _Step:
     index: int
@@ -134,9 +214,21 @@ class _Metric:
         exact = inverse > 1 and str(inverse).rstrip("0") == "1" and abs(inverse * metric.scale - 1.0) < 1e-12
         self.divisor = float(inverse) if exact else None
         self.default = metric.default
+        self.reduce: Optional[Callable[[Any], float]] = None
+        if metric.aggregate is not None:
+            self.plain = False
+            self.reduce = _compile_aggregate(metric.aggregate, self.convert_one)
+            if metric.aggregate != "count" and self.getter is not None:
+                self.getter = _empty_as_missing(self.getter)
 
     def value(self, raw: Any) -> float:
-        """Convert a raw JSON value to a float, or raise ConversionError."""
+        """Convert a raw JSON value (with `aggregate`, an array of them) to a float, or raise ConversionError."""
+        if self.reduce is not None:
+            return self.reduce(raw)
+        return self.convert_one(raw)
+
+    def convert_one(self, raw: Any) -> float:
+        """Convert one raw JSON value to a float, or raise ConversionError."""
         if self.regex is not None:
             if type(raw) is not str:
                 raise ConversionError(f"regex needs a string, got {type(raw).__name__}")
@@ -168,6 +260,11 @@ class _Group:
             for i, s in enumerate(mapping.each)
         ]
         self.labels = _compile_labels(mapping.labels)
+        self.copied_labels: Optional[Callable[[Any], str]] = None
+        if mapping.labels_from is not None:
+            configured = set(target.labels) | set(mapping.labels)
+            configured.update(*(s.labels for s in mapping.each), *(m.labels for m in mapping.metrics))
+            self.copied_labels = _compile_labels_from(mapping.labels_from, configured, f"{self.where}.labels_from")
         self.metrics = [
             _Metric(m, m.level or mapping.level or "", target_prefix, f"{self.where}.metrics[{k}]")
             for k, m in enumerate(mapping.metrics)
@@ -235,8 +332,11 @@ class Mapper:
         for group in self.groups:
             metrics = [(m, families.setdefault(m.name, {})) for m in group.metrics]
             group_labels = group.labels
+            copied_labels = group.copied_labels
             for element, key, outer in group.elements(document):
                 common = outer + _render_labels(group_labels, element, key) if group_labels else outer
+                if copied_labels is not None:
+                    common += copied_labels(element)
                 for metric, series in metrics:
                     self._sample(metric, series, element, key, common, result)
         return result

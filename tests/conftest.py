@@ -71,13 +71,12 @@ class RunningBridge:
 
 @pytest.fixture
 def run_bridge() -> Iterator:
-    """Start bridges from YAML text; every one is stopped after the test."""
+    """Start bridges from YAML text (`schedule=False`: poll only via `bridge.poll_now`); all stop after the test."""
     started: list[RunningBridge] = []
 
-    def start(yaml_text: str, autostart: bool = True, **kwargs: object) -> RunningBridge:
+    def start(yaml_text: str, schedule: bool = True, **kwargs: object) -> RunningBridge:
         running = RunningBridge(parse_config(yaml_text), **kwargs)
-        if autostart:
-            running.bridge.start()
+        running.bridge.start(schedule=schedule)
         started.append(running)
         return running
 

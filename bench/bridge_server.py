@@ -1,0 +1,138 @@
+"""The bridge under test, in its own process so that its RSS is its own: `Bridge` + `MetricsServer`, as `metrics-bridge run`.
+
+    python bench/bridge_server.py --config bench.yaml [--interval 5] [--timeout 4]
+
+It serves /metrics on a free loopback port, prints `{"port": ..., "pid": ...}`, then answers one JSON command a line on
+standard input with one JSON line on standard output:
+
+    {"cmd": "poll", "rounds": 3}    poll every target in turn, `rounds` times, on this thread, before the scheduler runs:
+                                    the same `Poller` the scheduler's workers use, publishing to the served store
+    {"cmd": "loads", "repeat": 5}   fetch each target's body once and time `orjson.loads` alone on those bytes
+    {"cmd": "start"}                start the scheduler (every target's first poll is now)
+    {"cmd": "memory"}               current and peak RSS, in bytes
+    {"cmd": "quit"}                 stop polling and serving, then exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson  # noqa: E402
+
+from exporter.bridge import Bridge  # noqa: E402
+from exporter.config import Config, load_config  # noqa: E402
+from exporter.logsetup import configure_logging  # noqa: E402
+from exporter.poller import Poller  # noqa: E402
+from exporter.server import MetricsServer, create_app  # noqa: E402
+
+
+def memory() -> dict[str, int]:
+    """This process's resident set now and at its peak (VmHWM), in bytes."""
+    status = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                status[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    peak = status.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"rss": status.get("VmRSS", peak), "peak": peak}
+
+
+def override(config: Config, interval: float | None, timeout: float | None) -> Config:
+    """The config with every target's interval and timeout replaced where given."""
+    if interval is None and timeout is None:
+        return config
+    targets = []
+    for target in config.targets:
+        new_interval = interval or target.interval
+        new_timeout = min(timeout or target.timeout, new_interval)
+        targets.append(target.model_copy(update={"interval": new_interval, "timeout": new_timeout}))
+    return config.model_copy(update={"targets": targets})
+
+
+def poll_rounds(pollers: dict[str, Poller], rounds: int) -> dict[str, Any]:
+    """Poll every target in turn on this thread, as one of the scheduler's workers would; time each poll."""
+    durations: dict[str, list[float]] = {name: [] for name in pollers}
+    failures = 0
+    for _ in range(rounds):
+        for name, poller in pollers.items():
+            started = time.perf_counter()
+            ok = poller.poll()
+            durations[name].append(time.perf_counter() - started)
+            failures += not ok
+    series = {name: poller.status.series for name, poller in pollers.items()}
+    return {"durations": durations, "series": series, "failures": failures}
+
+
+def time_loads(pollers: dict[str, Poller], repeat: int) -> dict[str, Any]:
+    """For each target: fetch its body once, then the median time of `orjson.loads` on those very bytes."""
+    out: dict[str, Any] = {}
+    for name, poller in pollers.items():
+        target = poller.target
+        query = urllib.parse.urlencode({k: str(v) for k, v in target.params.items()})
+        url = target.url + ("&" if "?" in target.url else "?") + query if query else target.url
+        with urllib.request.urlopen(url, timeout=30) as response:
+            body = response.read()
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            orjson.loads(body)
+            times.append(time.perf_counter() - started)
+        out[name] = {"bytes": len(body), "loads": statistics.median(times)}
+    return out
+
+
+def main() -> int:
+    """Serve the bridge and answer commands until `quit` or end of input."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--interval", type=float, default=None)
+    parser.add_argument("--timeout", type=float, default=None)
+    args = parser.parse_args()
+    configure_logging("error", "text", None)
+    config = load_config(args.config)
+    config = override(config, args.interval, args.timeout)
+    bridge = Bridge(config)
+    pollers = {t.name: Poller(t, bridge.store, bridge.metrics, bridge.stop_event) for t in config.targets}
+    server = MetricsServer(create_app(bridge), "127.0.0.1", 0).start()
+    print(orjson.dumps({"port": server.port, "pid": os.getpid(), **memory()}).decode(), flush=True)
+    for line in sys.stdin:
+        command = orjson.loads(line)
+        cmd = command.get("cmd")
+        if cmd == "poll":
+            reply: Any = poll_rounds(pollers, int(command.get("rounds", 1)))
+        elif cmd == "loads":
+            reply = time_loads(pollers, int(command.get("repeat", 5)))
+        elif cmd == "start":
+            for poller in pollers.values():
+                poller.client.close()
+            bridge.start()
+            reply = {"started": True}
+        elif cmd == "memory":
+            reply = memory()
+        elif cmd == "quit":
+            break
+        else:
+            reply = {"error": f"unknown command {cmd!r}"}
+        print(orjson.dumps(reply).decode(), flush=True)
+    if bridge.started:
+        bridge.stop(5.0)
+    server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
