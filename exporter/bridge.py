@@ -47,10 +47,11 @@ class Bridge:
         self.metrics.shard_info.labels(str(shard), str(total_shards)).set(1)
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0
         self.config = config
-        self.pollers: dict[str, Poller] = {}
+        self.pollers: dict[str, Poller] = {}  # replaced whole on change, so readers may iterate it freely
         self.scheduler = PollScheduler(config.max_workers, self._skipped)
         self.started = False
         self._scheduling = True
@@ -81,7 +82,7 @@ class Bridge:
         poller = Poller(target, self.store, self.metrics, self.stop_event)
         poller.publish = self._publisher(poller)  # type: ignore[method-assign]
         self.metrics.add_target(target.name)
-        self.pollers[target.name] = poller
+        self.pollers = {**self.pollers, target.name: poller}
         if self._scheduling:
             self.scheduler.add(target.name, self._run, target.interval, target.jitter, self.config.scheduler.misfire_grace_time)
 
@@ -95,7 +96,9 @@ class Bridge:
 
     def _remove(self, name: str) -> None:
         self.scheduler.remove(name)
-        poller = self.pollers.pop(name)
+        pollers = dict(self.pollers)
+        poller = pollers.pop(name)
+        self.pollers = pollers
         poller.client.close()
         self.store.drop(name)
         self.metrics.remove_target(name)
@@ -124,6 +127,10 @@ class Bridge:
 
     def reload(self, config: Config) -> dict[str, list[str]]:
         """Apply a new, already validated configuration; unchanged targets keep their jobs and snapshots."""
+        with self._reload_lock:
+            return self._apply(config)
+
+    def _apply(self, config: Config) -> dict[str, list[str]]:
         wanted = {t.name: t for t in config.targets if self.owns(t)}
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
         with self._lock:
@@ -137,9 +144,7 @@ class Bridge:
                 self._add(target)
                 changes["added"].append(name)
             elif current.target != target:
-                with self._lock:
-                    current.client.close()
-                    self.pollers.pop(name)
+                current.client.close()
                 self._add(target)
                 changes["changed"].append(name)
             else:

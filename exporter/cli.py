@@ -21,6 +21,7 @@ from .config import Config, ConfigError, load_config, parse_config
 from .logsetup import configure_logging
 from .mapping import MappingError
 from .server import MetricsServer, create_app, parse_listen
+from .webconfig import Authenticator, load_web_config
 
 __all__ = ["main", "build_parser"]
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve = argparse.ArgumentParser(add_help=False)
     serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics on")
+    serve.add_argument("--web-config-file", default=None, help="YAML with tls_server_config and basic_auth_users (bcrypt) for every endpoint but /healthz")
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds in-flight polls get to finish on SIGTERM")
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,11 +144,24 @@ def cmd_try(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_bridge(bridge: Bridge, listen: str, grace: float, config_path: Optional[str]) -> int:
+def serve_bridge(bridge: Bridge, args: argparse.Namespace, config_path: Optional[str]) -> int:
     """Run a bridge and its server until SIGTERM or SIGINT; SIGHUP reloads `config_path`."""
+    listen, grace = args.listen, args.shutdown_grace
     host, port = parse_listen(listen)
+    ssl_context = None
+    authenticator = None
+    if args.web_config_file:
+        try:
+            web = load_web_config(args.web_config_file)
+        except ConfigError as error:
+            print(f"metrics-bridge: invalid web config {error.source}:", file=sys.stderr)
+            for problem in error.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        ssl_context = web.ssl_context()
+        authenticator = Authenticator(web.basic_auth_users)
     try:
-        server = MetricsServer(create_app(bridge), host, port)
+        server = MetricsServer(create_app(bridge, config_path, authenticator), host, port, ssl_context)
     except OSError as error:
         log.error("cannot listen on %s: %s", listen, error.strerror or error)
         return 1
@@ -163,7 +178,7 @@ def serve_bridge(bridge: Bridge, listen: str, grace: float, config_path: Optiona
         signal.signal(signal.SIGHUP, lambda s, f: threading.Thread(target=bridge.reload_from_file, args=(config_path,), daemon=True).start())
     server.start()
     bridge.start()
-    log.info("serving metrics on http://%s:%d/metrics", host, server.port)
+    log.info("serving metrics on %s://%s:%d/metrics%s", "https" if ssl_context else "http", host, server.port, " (basic auth)" if authenticator and authenticator.enabled else "")
     stop.wait()
     log.info("%s received: stopping (in-flight polls get up to %gs)", received[0] if received else "stop", grace)
     finished = bridge.stop(grace)
@@ -181,7 +196,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"metrics-bridge: --shard must be in 0..{args.total_shards - 1}", file=sys.stderr)
         return 2
     bridge = Bridge(config, shard=args.shard, total_shards=args.total_shards)
-    return serve_bridge(bridge, args.listen, args.shutdown_grace, args.config)
+    return serve_bridge(bridge, args, args.config)
 
 
 def demo_config_text() -> str:
@@ -222,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        return serve_bridge(Bridge(config), args.listen, args.shutdown_grace, None)
+        return serve_bridge(Bridge(config), args, None)
     finally:
         api.close()
 

@@ -1,4 +1,5 @@
-"""HTTP server: `/metrics`, `/healthz`, `/readyz` as a WSGI app (`create_app`) and a threaded server to run it."""
+"""HTTP server: `/metrics`, `/healthz`, `/readyz`, `/`, `/api/v1/targets`, `POST /-/reload` as a WSGI app
+(`create_app`), and a threaded server to run it, optionally over TLS and behind basic auth."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from wsgiref.simple_server import make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, choose_encoder, gzip_accepted
 
+import orjson
+
 from .bridge import Bridge
 from .collector import render_exposition
+from .status import render_status_page, target_statuses
+from .webconfig import Authenticator
 
 __all__ = ["create_app", "MetricsServer", "parse_listen"]
 
@@ -38,17 +43,30 @@ def render_metrics(bridge: Bridge, accept: str) -> tuple[bytes, str]:
     return b"".join(chunks), content_type
 
 
-def create_app(bridge: Bridge) -> WSGIApp:
-    """The bridge's WSGI application; routes are added here and nowhere else."""
+def create_app(
+    bridge: Bridge, config_path: Optional[str] = None, authenticator: Optional[Authenticator] = None
+) -> WSGIApp:
+    """The bridge's WSGI application; routes are added here and nowhere else.
 
-    def text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    `config_path` enables `POST /-/reload`; `authenticator` guards every route but `/healthz`.
+    """
+    auth = authenticator or Authenticator({})
+
+    def text(start_response: StartResponse, status: str, body: str, content_type: str = "text/plain") -> list[bytes]:
         data = body.encode()
-        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))])
+        start_response(status, [("Content-Type", f"{content_type}; charset=utf-8"), ("Content-Length", str(len(data)))])
         return [data]
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
+        if path != "/healthz" and not auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            body = b"Unauthorized\n"
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="metrics-bridge"'), ("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
         if path == "/metrics":
             if method not in ("GET", "HEAD"):
                 return text(start_response, "405 Method Not Allowed", "use GET\n")
@@ -67,6 +85,21 @@ def create_app(bridge: Bridge) -> WSGIApp:
                 return text(start_response, "200 OK", "ready\n")
             waiting = sorted(n for n, p in bridge.pollers.items() if not p.attempted.is_set())
             return text(start_response, "503 Service Unavailable", "waiting for first poll of: " + ", ".join(waiting) + "\n")
+        if path == "/":
+            return text(start_response, "200 OK", render_status_page(bridge), "text/html")
+        if path == "/api/v1/targets":
+            body = orjson.dumps({"targets": target_statuses(bridge)}, option=orjson.OPT_INDENT_2)
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        if path == "/-/reload":
+            if method != "POST":
+                return text(start_response, "405 Method Not Allowed", "use POST\n")
+            if config_path is None:
+                return text(start_response, "404 Not Found", "reload needs a config file (run --config)\n")
+            ok, problems = bridge.reload_from_file(config_path)
+            if ok:
+                return text(start_response, "200 OK", "reloaded\n")
+            return text(start_response, "400 Bad Request", "configuration rejected, still running the previous one:\n" + "".join(f"  {p}\n" for p in problems))
         return text(start_response, "404 Not Found", "not found; try /metrics\n")
 
     return app

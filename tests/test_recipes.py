@@ -1,0 +1,223 @@
+"""Recipes: every examples/recipes/*.yaml passes `metrics-bridge check`, and its fixture, served by a loopback API,
+maps to the exact golden exposition in tests/testdata/recipes/<recipe>/expected.txt (UPDATE_GOLDEN=1 rewrites it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collector import render_exposition
+from exporter.config import Config, parse_config
+from exporter.paths import compile_path
+from exporter.poller import Poller
+from exporter.selfmetrics import SelfMetrics
+from exporter.store import SnapshotStore
+
+from conftest import require_tool
+from fakeapi import FakeAPI, Reply, Request
+
+ROOT = Path(__file__).parent.parent
+RECIPES = ROOT / "examples" / "recipes"
+DOCS = ROOT / "docs" / "recipes"
+FIXTURES = Path(__file__).parent / "testdata" / "recipes"
+TOKEN = "recipe-test-token"
+
+Route = Callable[[Request], Reply]
+
+
+@dataclass
+class Scenario:
+    """How to serve one recipe's fixtures: environment (with {api}, {token_file}, {ca_file} filled in) and routes."""
+
+    recipe: str
+    env: dict[str, str]
+    routes: Callable[[Config, Path], dict[str, Route]]
+    authenticated: bool = True
+    requests: Optional[Callable[[list[Request]], None]] = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def serve(**files: str) -> Callable[[Config, Path], dict[str, Route]]:
+    """Serve each path (given as keyword `p1=...` pairs in `files`, path first) from a fixture file."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        return {path: _file_route(fixtures / name) for path, name in files.items()}
+
+    return routes
+
+
+def _file_route(path: Path) -> Route:
+    body = path.read_bytes()
+    return lambda request: Reply(body)
+
+
+def serve_paths(table: dict[str, str]) -> Callable[[Config, Path], dict[str, Route]]:
+    """Serve each URL path from the named fixture file."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        return {path: _file_route(fixtures / name) for path, name in table.items()}
+
+    return routes
+
+
+def serve_by_target_query(path: str, param: str) -> Callable[[Config, Path], dict[str, Route]]:
+    """Serve `<target name>.json` to the request whose `param` equals that target's configured `param`."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        bodies = {str(t.params[param]): (fixtures / f"{t.name}.json").read_bytes() for t in config.targets}
+
+        def route(request: Request) -> Reply:
+            body = bodies.get(request.query.get(param, ""))
+            return Reply(body) if body is not None else Reply({"status": "error", "error": "unknown query"}, 400)
+
+        return {path: route}
+
+    return routes
+
+
+def serve_pages(path: str, token_param: str, pages: list[str]) -> Callable[[Config, Path], dict[str, Route]]:
+    """Serve pages in order: the first without a token, each next one for the token the previous page returned."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        token_of = compile_path(config.targets[0].pagination.next_token_path)  # type: ignore[union-attr]
+        bodies = [(fixtures / name).read_bytes() for name in pages]
+        by_token: dict[Optional[str], bytes] = {None: bodies[0]}
+        for previous, body in zip(bodies, bodies[1:]):
+            by_token[token_of(orjson.loads(previous))] = body
+
+        def route(request: Request) -> Reply:
+            body = by_token.get(request.query.get(token_param))
+            return Reply(body) if body is not None else Reply({"Code": "InvalidParameter", "Success": False}, 400)
+
+        return {path: route}
+
+    return routes
+
+
+def cms_requests(requests: list[Request]) -> None:
+    """Three pages, each asking for the next with the token the previous page returned."""
+    tokens = [r.query.get("NextToken") for r in requests]
+    assert len(requests) == 3
+    assert tokens[0] is None and all(tokens[1:])
+    assert {r.query["Action"] for r in requests} == {"DescribeMetricList"}
+
+
+SCENARIOS = [
+    Scenario(
+        "kubernetes-metrics-api",
+        {"KUBERNETES_API_URL": "{api}", "KUBERNETES_TOKEN_FILE": "{token_file}", "KUBERNETES_CA_FILE": "{ca_file}"},
+        serve_paths({"/apis/metrics.k8s.io/v1beta1/pods": "pods.json", "/apis/metrics.k8s.io/v1beta1/nodes": "nodes.json"}),
+    ),
+]
+BY_NAME = {s.recipe: s for s in SCENARIOS}
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def environment(scenario: Scenario, api_url: str, tmp_path: Path) -> dict[str, str]:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\nnot used over plain http\n-----END CERTIFICATE-----\n")
+    fill = {"api": api_url, "token_file": str(token_file), "ca_file": str(ca_file)}
+    return {k: v.format(**fill) for k, v in scenario.env.items()}
+
+
+def assert_golden(path: Path, actual: str) -> None:
+    """Fail unless `actual` equals the golden file exactly; UPDATE_GOLDEN=1 rewrites it (review the diff)."""
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(actual, encoding="utf-8")
+    assert path.exists(), f"{path} is missing (UPDATE_GOLDEN=1 writes it)"
+    expected = path.read_text(encoding="utf-8")
+    assert actual == expected, f"exposition differs from {path} (UPDATE_GOLDEN=1 rewrites it)"
+
+
+def poll_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Load the recipe with the fake API's URL, poll every target once, and return the rendered exposition."""
+    for name, value in environment(scenario, api.url("").rstrip("/"), tmp_path).items():
+        monkeypatch.setenv(name, value)
+    config = parse_config((RECIPES / f"{scenario.recipe}.yaml").read_text(), scenario.recipe)
+    api.routes.update(scenario.routes(config, FIXTURES / scenario.recipe))
+    store = SnapshotStore()
+    metrics = SelfMetrics(CollectorRegistry(), process=False)
+    for target in config.targets:
+        poller = Poller(target, store, metrics, threading.Event())
+        try:
+            assert poller.poll(), f"{target.name}: {poller.status.last_outcome}: {poller.status.last_error}"
+        finally:
+            poller.client.close()
+        assert metrics.duplicate_series.labels(target.name)._value.get() == 0
+    return b"".join(render_exposition(store.current())).decode()
+
+
+def test_every_recipe_has_a_scenario_a_fixture_directory_and_a_docs_page():
+    names = recipe_names()
+    assert len(names) >= 6
+    index = (DOCS / "README.md").read_text()
+    for name in names:
+        assert name in BY_NAME, f"{name}.yaml has no scenario in tests/test_recipes.py"
+        assert (FIXTURES / name / "expected.txt").exists() or os.environ.get("UPDATE_GOLDEN") == "1"
+        assert (DOCS / f"{name}.md").exists(), f"docs/recipes/{name}.md is missing"
+        assert f"({name}.md)" in index, f"docs/recipes/README.md does not link {name}.md"
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_the_recipe_maps_its_fixture_to_the_golden_exposition(name, api, tmp_path, monkeypatch):
+    scenario = BY_NAME[name]
+    text = poll_recipe(scenario, api, tmp_path, monkeypatch)
+    assert_golden(FIXTURES / name / "expected.txt", text)
+    assert api.requests, "the recipe never called the fake API"
+    for request in api.requests:
+        assert request.method == "GET"
+        if scenario.authenticated:
+            assert request.headers.get("authorization") == f"Bearer {TOKEN}"
+    if scenario.requests is not None:
+        scenario.requests(api.requests)
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_the_golden_exposition_is_valid_prometheus_text_with_a_level_on_every_series(name):
+    text = (FIXTURES / name / "expected.txt").read_text()
+    families = list(text_string_to_metric_families(text))
+    assert families
+    for family in families:
+        assert not family.name.startswith("metrics_bridge_")
+        for sample in family.samples:
+            level = sample.labels["level"]
+            if level in ("pod", "container"):
+                assert sample.labels["pod"]
+            if level == "container":
+                assert sample.labels["container"]
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_promtool_finds_no_naming_problem_in_the_golden_exposition(name):
+    promtool = require_tool("promtool")
+    text = (FIXTURES / name / "expected.txt").read_bytes()
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert checked.stdout.decode().strip() == "" and checked.stderr.decode().strip() == ""
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_metrics_bridge_check_accepts_the_recipe(name, tmp_path):
+    scenario = BY_NAME[name]
+    env = {**os.environ, **environment(scenario, "http://127.0.0.1:9", tmp_path)}
+    checked = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", "--config", str(RECIPES / f"{name}.yaml")],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "OK" in checked.stdout
