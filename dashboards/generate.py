@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, statetimeline, table, timeseries
-from grafana_foundation_sdk.builders.common import ReduceDataOptions, VizLegendOptions
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions, VizLegendOptions
 from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import DataSourceRef, LegendDisplayMode, LegendPlacement
+from grafana_foundation_sdk.models.common import (
+    DataSourceRef,
+    GraphThresholdsStyleMode,
+    LegendDisplayMode,
+    LegendPlacement,
+)
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
@@ -27,6 +32,7 @@ from grafana_foundation_sdk.models.dashboard import (
     ThresholdsMode,
     ValueMap,
     ValueMappingResult,
+    VariableOption,
     VariableRefresh,
     VariableSort,
 )
@@ -129,19 +135,23 @@ def _steps(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
 GREEN = ((None, "green"),)
 
 
-def graph(title: str, description: str, unit: str, *queries: Query, span: int = 12, stack: bool = False,
+def graph(title: str, description: str, unit: str, *queries: Query, span: int = 12, min_value: float | None = 0,
           max_value: float | None = None, thresholds: dashboard.ThresholdsConfig | None = None) -> timeseries.Panel:
     """A time-series panel."""
     panel = (
         timeseries.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
-        .targets(_targets(queries)).span(span).height(8).min(0).fill_opacity(10 if not stack else 40)
+        .targets(_targets(queries)).span(span).height(8).fill_opacity(10)
         .legend(VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.TABLE)
                 .placement(LegendPlacement.RIGHT).calcs(["lastNotNull", "max"]))
     )
+    if min_value is not None:
+        panel = panel.min(min_value)
     if max_value is not None:
         panel = panel.max(max_value)
     if thresholds is not None:
-        panel = panel.thresholds(thresholds)
+        panel = panel.thresholds(thresholds).thresholds_style(
+            GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED)
+        )
     return panel
 
 
@@ -194,24 +204,17 @@ def variables(depth: str, levels: str) -> list[Builder]:
         .description("The Prometheus that scrapes metrics-bridge."),
     ]
     for name in CHAIN[: CHAIN.index(depth) + 1]:
-        query = VARIABLE_QUERIES[name] % {"levels": levels} if "%(levels)s" in VARIABLE_QUERIES[name] else VARIABLE_QUERIES[name]
+        query = VARIABLE_QUERIES[name] % {"levels": levels}
         built.append(
             dashboard.QueryVariable(name).label(VARIABLE_LABELS[name]).datasource(DATASOURCE).query(query)
             .definition(query).refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
             .multi(True).include_all(True).all_value(ALL)
-            .current(dashboard_option_all())
+            .current(VariableOption(selected=True, text=["All"], value=["$__all"]))
         )
     return built
 
 
-def dashboard_option_all():  # type: ignore[no-untyped-def]
-    """The "All" option, selected by default."""
-    from grafana_foundation_sdk.models.dashboard import VariableOption
-
-    return VariableOption(selected=True, text=["All"], value=["$__all"])
-
-
-def new_dashboard(key: str, title: str, description: str, depth: str, levels: str) -> dashboard.Dashboard:
+def new_dashboard(key: str, title: str, description: str, depth: str, levels: str = "") -> dashboard.Dashboard:
     """A dashboard with the house settings, its variables and links to its siblings."""
     return (
         dashboard.Dashboard(title).uid(UIDS[key]).description(description).tags([TAG])
@@ -326,8 +329,8 @@ def pods_and_containers() -> dashboard.Dashboard:
                              Query(f"avg({p('inference_pod_gpu_utilization_ratio')})")))
         .with_panel(headline("GPU memory", "GPU memory in use by the selected pods.", Unit.BYTES,
                              Query(f"sum({p('inference_pod_gpu_memory_used_bytes')})")))
-        .with_panel(headline("Container restarts", "Container restarts in the selection since each container "
-                             "started counting (the platform's restart counters, summed).", Unit.COUNT,
+        .with_panel(headline("Container restarts", "Restarts of the selected containers as the platform counts "
+                             "them: its per-container restart counters, summed.", Unit.COUNT,
                              Query(f"sum({c('inference_container_restarts_total')})"),
                              thresholds=_steps((None, "green"), (1, "orange"))))
         .with_row(dashboard.Row(f"Top {TOP_N}"))
@@ -398,18 +401,19 @@ def bridge_health() -> dashboard.Dashboard:
         return Query(f"histogram_quantile({q}, sum by (target, le) (rate({t(metric + '_bucket')}[{RATE}])))",
                      f"{{{{target}}}} p{round(q * 100)}")
 
-    age = (f"time() - {t('metrics_bridge_last_success_timestamp_seconds')}"
-           f" and {t('metrics_bridge_last_success_timestamp_seconds')} > 0")
+    # A target that never succeeded has a last-success time of 0: leave it out rather than plot 56 years.
+    age = (f"(time() - {t('metrics_bridge_last_success_timestamp_seconds')})"
+           f" and ({t('metrics_bridge_last_success_timestamp_seconds')} > 0)")
     return (
         new_dashboard("health", "metrics-bridge / Bridge health",
                       "Is the bridge polling its targets, how fast, how fresh is its data, and what fails. Built on "
                       "the metrics_bridge_* self-metrics; the alerts in alerts/metrics-bridge.rules.yml use the same.",
-                      "target", WORKLOAD_LEVELS)
+                      "target")
         .with_row(dashboard.Row("Now"))
         .with_panel(headline("Targets up", "Targets whose last poll succeeded.", Unit.COUNT,
                              Query(f"sum({t('metrics_bridge_target_up')})")))
         .with_panel(headline("Targets down", "Targets whose last poll failed (or that have not been polled yet).",
-                             Unit.COUNT, Query(f"count({t('metrics_bridge_target_up')} == 0) or vector(0)"),
+                             Unit.COUNT, Query(f"count({t('metrics_bridge_target_up')}) - sum({t('metrics_bridge_target_up')})"),
                              thresholds=_steps((None, "green"), (1, "red"))))
         .with_panel(headline("Oldest data", "Time since the last successful poll of the stalest selected target.",
                              Unit.SECONDS, Query(f"max({age})"),
@@ -472,7 +476,8 @@ def bridge_health() -> dashboard.Dashboard:
                                 f"[{RATE}]))", "{{target}} {{reason}}")))
         .with_panel(graph("API clock skew", "The API's Date header minus the bridge's clock, per target. The "
                           "header has one-second resolution, so values within ±1 s are noise.", Unit.SECONDS,
-                          Query(f"max by (target) ({t('metrics_bridge_api_clock_skew_seconds')})", "{{target}}")))
+                          Query(f"max by (target) ({t('metrics_bridge_api_clock_skew_seconds')})", "{{target}}"),
+                          min_value=None))
     )
 
 

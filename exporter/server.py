@@ -105,13 +105,20 @@ def create_app(
     return app
 
 
+class _Handler(_SilentHandler):
+    """A quiet request handler that drops connections idle for 30 s."""
+
+    timeout = 30
+
+
 class MetricsServer:
     """A threaded HTTP server for a WSGI app, run on a background thread."""
 
     def __init__(self, app: WSGIApp, host: str, port: int, ssl_context: Optional[Any] = None) -> None:
-        self.httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+        self.httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Handler)
         if ssl_context is not None:
-            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True)
+            # The handshake happens on the request's own thread, so a silent client cannot stall accept().
+            self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True)
 
     @property

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -44,16 +44,6 @@ class Scenario:
     routes: Callable[[Config, Path], dict[str, Route]]
     authenticated: bool = True
     requests: Optional[Callable[[list[Request]], None]] = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def serve(**files: str) -> Callable[[Config, Path], dict[str, Route]]:
-    """Serve each path (given as keyword `p1=...` pairs in `files`, path first) from a fixture file."""
-
-    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
-        return {path: _file_route(fixtures / name) for path, name in files.items()}
-
-    return routes
 
 
 def _file_route(path: Path) -> Route:
@@ -117,6 +107,14 @@ SCENARIOS = [
         "kubernetes-metrics-api",
         {"KUBERNETES_API_URL": "{api}", "KUBERNETES_TOKEN_FILE": "{token_file}", "KUBERNETES_CA_FILE": "{ca_file}"},
         serve_paths({"/apis/metrics.k8s.io/v1beta1/pods": "pods.json", "/apis/metrics.k8s.io/v1beta1/nodes": "nodes.json"}),
+    ),
+    Scenario(
+        "kubelet-summary",
+        {
+            "KUBERNETES_API_URL": "{api}", "KUBERNETES_TOKEN_FILE": "{token_file}", "KUBERNETES_CA_FILE": "{ca_file}",
+            "NODE_NAME": "gpu-node-a",
+        },
+        serve_paths({"/api/v1/nodes/gpu-node-a/proxy/stats/summary": "summary.json"}),
     ),
 ]
 BY_NAME = {s.recipe: s for s in SCENARIOS}

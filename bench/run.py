@@ -1,0 +1,613 @@
+"""metrics-bridge benchmark: poll-to-publish, scrape latency, memory, scheduling and concurrent scrapes, in one run.
+
+    pip install -e '.[bench]'
+    python bench/run.py            # 10k, 100k and 200k series; prints the table, writes bench/RESULTS.md and results.png
+    python bench/run.py --quick    # small sizes and short windows (CI smoke test); writes to a temporary directory
+
+Everything runs on loopback, each part in its own process: the demo API (`bench/api_server.py`), the bridge under test
+(`bench/bridge_server.py`: `Bridge` + `MetricsServer`, so its RSS is its own) and the prometheus_client baseline
+(`bench/baseline_server.py`). This process only drives them and measures over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import math
+import os
+import platform
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import orjson
+import yaml
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SERIES_PER_POD = 18  # bridged series per demo pod with exporter/demo.yaml (10 from /pods, 8 from /containers)
+BRIDGED_PREFIX = b"\ninference_"  # every series the demo config bridges starts with this
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything to run."""
+
+    name: str
+    sizes: tuple[int, ...]
+    poll_rounds: int
+    loads_repeat: int
+    scrapes: int
+    baseline_scrapes: int
+    baseline_repeat: int
+    concurrent_scrapers: int
+    concurrent_seconds: float
+    schedule_targets: int
+    schedule_interval: float
+    schedule_timeout: float
+    schedule_window: float
+
+
+FULL = Plan("full", (10_000, 100_000, 200_000), 5, 7, 100, 5, 3, 20, 30.0, 500, 15.0, 10.0, 50.0)
+QUICK = Plan("quick", (1_000, 4_000), 2, 3, 10, 2, 1, 20, 3.0, 60, 2.0, 1.5, 5.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------- processes
+class Child:
+    """A helper process speaking one JSON object a line; stderr goes to a log file."""
+
+    def __init__(self, args: list[str], log: Path, env: Optional[dict[str, str]] = None, timeout: float = 120.0) -> None:
+        self.log = log
+        self._log_file = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file,
+            env={**os.environ, **(env or {})}, cwd=ROOT,
+        )
+        self.hello = self.read(timeout)
+
+    def read(self, timeout: float) -> Any:
+        """The next JSON line, or an error naming the log when none comes in time."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(f"{self.proc.args[1]}: no answer within {timeout:g}s (exit {self.proc.poll()}); log:\n{tail}")
+        return orjson.loads(line)
+
+    def ask(self, command: dict[str, Any], timeout: float = 300.0) -> Any:
+        """Send one command and wait for its answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(orjson.dumps(command) + b"\n")
+        self.proc.stdin.flush()
+        return self.read(timeout)
+
+    def close(self) -> None:
+        """Ask the process to finish (close its stdin); kill it if it does not within 15 s."""
+        try:
+            if self.proc.stdin and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+            self.proc.wait(15)
+        except (subprocess.TimeoutExpired, BrokenPipeError):
+            self.proc.kill()
+            self.proc.wait(5)
+        self._log_file.close()
+
+
+# -------------------------------------------------------------------------------------------------------------------- HTTP
+@dataclass
+class Scrape:
+    """One scrape as the scraper saw it."""
+
+    seconds: float
+    status: int
+    body: bytes
+    encoding: str
+
+
+def scrape(port: int, use_gzip: bool, timeout: float = 60.0) -> Scrape:
+    """GET /metrics on a fresh connection; time from connect to the last byte of the (possibly compressed) body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Accept-Encoding": "gzip"} if use_gzip else {}
+    started = time.perf_counter()
+    try:
+        connection.request("GET", "/metrics", headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        seconds = time.perf_counter() - started
+        return Scrape(seconds, response.status, body, response.getheader("Content-Encoding") or "")
+    finally:
+        connection.close()
+
+
+def bridged_samples(result: Scrape) -> int:
+    """How many bridged sample lines a scrape holds (decompressing it when gzipped); raises if it does not decode."""
+    body = gzip.decompress(result.body) if result.encoding == "gzip" else result.body
+    return body.count(BRIDGED_PREFIX)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def scrape_series(port: int, use_gzip: bool, count: int, expect: int) -> dict[str, Any]:
+    """`count` sequential scrapes: p50, p99, size; every one checked for status and the bridged sample count."""
+    times, errors, size = [], 0, 0
+    for _ in range(count):
+        try:
+            result = scrape(port, use_gzip)
+            ok = result.status == 200 and (expect < 0 or bridged_samples(result) == expect)
+            ok = ok and (result.encoding == "gzip") == use_gzip
+        except (OSError, http.client.HTTPException, EOFError, ValueError):
+            ok, result = False, None
+        if not ok or result is None:
+            errors += 1
+            continue
+        times.append(result.seconds)
+        size = len(result.body)
+    return {
+        "p50": percentile(times, 0.5) if times else math.nan,
+        "p99": percentile(times, 0.99) if times else math.nan,
+        "bytes": size,
+        "errors": errors,
+        "count": count,
+    }
+
+
+def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) -> dict[str, Any]:
+    """`scrapers` threads scraping in a loop for `seconds` (half ask for gzip); errors, p50 and p99 over all scrapes.
+
+    Every response must be HTTP 200 with its full body; every fourth one per scraper is also decoded and must hold
+    exactly `expect` bridged samples (decoding all of them would make this process, not the bridge, the bottleneck).
+    """
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    times: list[float] = []
+    errors: list[str] = []
+    per_scraper_cap = 100_000
+
+    def run(index: int) -> None:
+        use_gzip = index % 2 == 0
+        for n in range(per_scraper_cap):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                result = scrape(port, use_gzip)
+                problem = "" if result.status == 200 else f"HTTP {result.status}"
+                if not problem and n % 4 == 0 and bridged_samples(result) != expect:
+                    problem = "incomplete exposition"
+            except (OSError, http.client.HTTPException, EOFError, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                result = None
+            with lock:
+                if problem:
+                    errors.append(problem)
+                elif result is not None:
+                    times.append(result.seconds)
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(scrapers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 120)
+    return {
+        "scrapes": len(times),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "p50": percentile(times, 0.5) if times else math.nan,
+        "p99": percentile(times, 0.99) if times else math.nan,
+        "seconds": seconds,
+        "scrapers": scrapers,
+    }
+
+
+def self_metrics(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The bridge's own samples (`metrics_bridge_*`) by sample name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = scrape(port, False).body.decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("metrics_bridge_"):
+            for sample in family.samples:
+                out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ measurements
+def measure_size(series: int, plan: Plan, work: Path, concurrent: bool) -> dict[str, Any]:
+    """Every per-size measurement against a fresh demo API and a fresh bridge process."""
+    pods = max(1, round(series / SERIES_PER_POD))
+    out: dict[str, Any] = {"target_series": series, "pods": pods}
+    api = Child(["bench/api_server.py", "demo", "--pods", str(pods)], work / f"api-{series}.log")
+    bridge = baseline = None
+    try:
+        bridge = Child(
+            ["bench/bridge_server.py", "--config", str(ROOT / "exporter" / "demo.yaml")],
+            work / f"bridge-{series}.log", env={"METRICS_BRIDGE_DEMO_URL": api.hello["url"]},
+        )
+        port = bridge.hello["port"]
+        out["rss_idle"] = bridge.hello["rss"]
+        # 1. Poll-to-publish: every target in turn (one poll of each is one round), and orjson.loads on the same bytes.
+        polls = bridge.ask({"cmd": "poll", "rounds": plan.poll_rounds})
+        if polls["failures"]:
+            raise RuntimeError(f"{polls['failures']} poll(s) failed; see {bridge.log}")
+        rounds = [sum(d[i] for d in polls["durations"].values()) for i in range(plan.poll_rounds)]
+        out["series"] = sum(polls["series"].values())
+        out["poll_to_publish"] = statistics.median(rounds)
+        out["poll_targets"] = {name: statistics.median(d) for name, d in polls["durations"].items()}
+        loads = bridge.ask({"cmd": "loads", "repeat": plan.loads_repeat})
+        out["loads"] = sum(v["loads"] for v in loads.values())
+        out["response_bytes"] = sum(v["bytes"] for v in loads.values())
+        out["rss_polled"] = bridge.ask({"cmd": "memory"})["rss"]
+        # 2. Scrape latency with no poll running, plain and gzip, every response checked.
+        expect = out["series"]
+        out["scrape_plain"] = scrape_series(port, False, plan.scrapes, expect)
+        out["scrape_gzip"] = scrape_series(port, True, plan.scrapes, expect)
+        exposition = work / f"exposition-{series}.txt"
+        body = scrape(port, False).body
+        exposition.write_bytes(b"".join(line + b"\n" for line in body.split(b"\n") if line.startswith((b"# HELP inference_", b"# TYPE inference_", b"inference_"))))
+        # 5. Concurrent scrapes while the scheduler polls every target at the demo config's interval.
+        if concurrent:
+            before = self_metrics(port)
+            bridge.ask({"cmd": "start"})
+            out["concurrent"] = concurrent_scrapes(port, plan.concurrent_scrapers, plan.concurrent_seconds, expect)
+            after = self_metrics(port)
+            count = lambda m, name: sum(v for labels, v in m.get(name, []) if labels.get("target") != "services")  # noqa: E731
+            out["concurrent"]["polls"] = count(after, "metrics_bridge_poll_success_total") - count(before, "metrics_bridge_poll_success_total")
+            out["concurrent"]["poll_failures"] = count(after, "metrics_bridge_poll_failures_total") - count(before, "metrics_bridge_poll_failures_total")
+            out["concurrent"]["skipped"] = count(after, "metrics_bridge_poll_skipped_total")
+        # 3. Memory: the bridge's own peak RSS over everything above.
+        out["rss_peak"] = bridge.ask({"cmd": "memory"})["peak"]
+        out["bytes_per_series"] = (out["rss_polled"] - out["rss_idle"]) / max(1, out["series"])
+        bridge.close()
+        bridge = None
+        # The baseline: the same samples as prometheus_client Gauge children, served by prometheus_client.
+        baseline = Child(
+            ["bench/baseline_server.py", "--exposition", str(exposition), "--repeat", str(plan.baseline_repeat)],
+            work / f"baseline-{series}.log", timeout=600,
+        )
+        out["baseline_generate_latest"] = baseline.hello["generate_latest"]
+        out["baseline_plain"] = scrape_series(baseline.hello["port"], False, plan.baseline_scrapes, expect)
+        out["baseline_gzip"] = scrape_series(baseline.hello["port"], True, plan.baseline_scrapes, expect)
+    finally:
+        for child in (bridge, baseline, api):
+            if child is not None:
+                child.close()
+    return out
+
+
+def schedule_config(api: str, plan: Plan) -> dict[str, Any]:
+    """`plan.schedule_targets` copies of the demo's services target, 5 % of them pointed at a URL that hangs."""
+    demo = yaml.safe_load((ROOT / "exporter" / "demo.yaml").read_text())
+    services = next(t for t in demo["targets"] if t["name"] == "services")
+    count = plan.schedule_targets
+    hanging = {round(k * count / max(1, round(count * 0.05))) for k in range(max(1, round(count * 0.05)))}
+    targets = []
+    for i in range(count):
+        path = "hang" if i in hanging else "ok"
+        targets.append({
+            **services, "name": f"t{i:03d}", "url": f"{api}/{path}?target=t{i:03d}", "params": {},
+            "interval": plan.schedule_interval, "timeout": plan.schedule_timeout,
+        })
+    return {"targets": targets}
+
+
+def measure_scheduling(plan: Plan, work: Path) -> dict[str, Any]:
+    """Many targets at one interval, 5 % hanging until their timeout: how late, and how often skipped, are the others?"""
+    api = Child(["bench/api_server.py", "schedule", "--hang", str(plan.schedule_timeout + 5)], work / "schedule-api.log")
+    bridge = None
+    try:
+        config = schedule_config(api.hello["url"], plan)
+        path = work / "schedule.yaml"
+        path.write_bytes(orjson.dumps(config))  # JSON is YAML
+        healthy = {t["name"] for t in config["targets"] if "/ok" in t["url"]}
+        bridge = Child(["bench/bridge_server.py", "--config", str(path)], work / "schedule-bridge.log")
+        started = time.monotonic()
+        bridge.ask({"cmd": "start"})
+        time.sleep(max(0.0, plan.schedule_window - (time.monotonic() - started)))
+        metrics = self_metrics(bridge.hello["port"])
+        with_api = scrape_json(api.hello["url"] + "/counts")
+    finally:
+        for child in (bridge, api):
+            if child is not None:
+                child.close()
+
+    def total(name: str, keep: Callable[[dict[str, str]], bool]) -> float:
+        return sum(v for labels, v in metrics.get(name, []) if labels.get("target") in healthy and keep(labels))
+
+    polls = total("metrics_bridge_poll_start_delay_seconds_count", lambda labels: True)
+    on_time = total("metrics_bridge_poll_start_delay_seconds_bucket", lambda labels: labels.get("le") == "1.0")
+    rounds = int(plan.schedule_window // plan.schedule_interval) + 1
+    made = [with_api.get(name, 0) for name in healthy]
+    return {
+        "targets": plan.schedule_targets,
+        "hanging": plan.schedule_targets - len(healthy),
+        "interval": plan.schedule_interval,
+        "timeout": plan.schedule_timeout,
+        "window": plan.schedule_window,
+        "healthy_polls": int(polls),
+        "late": int(polls - on_time),
+        "skipped": int(total("metrics_bridge_poll_skipped_total", lambda labels: True)),
+        "healthy_failures": int(total("metrics_bridge_poll_failures_total", lambda labels: True)),
+        "hanging_timeouts": int(sum(
+            v for labels, v in metrics.get("metrics_bridge_poll_failures_total", [])
+            if labels.get("target") not in healthy and labels.get("reason") == "timeout"
+        )),
+        "expected_per_target": rounds,
+        "api_requests_min": min(made) if made else 0,
+        "api_requests_max": max(made) if made else 0,
+    }
+
+
+def scrape_json(url: str) -> Any:
+    """GET a JSON document from a loopback URL."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return orjson.loads(response.read())
+
+
+# ----------------------------------------------------------------------------------------------------------------- report
+@dataclass
+class Check:
+    """One target from issue 7 and whether the run met it."""
+
+    name: str
+    target: str
+    measured: str
+    passed: bool
+
+
+@dataclass
+class Report:
+    """Everything one run measured, and the checks made against it."""
+
+    plan: Plan
+    sizes: list[dict[str, Any]]
+    scheduling: dict[str, Any]
+    machine: dict[str, str]
+    command: str
+    seconds: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+
+    def evaluate(self) -> None:
+        """The issue's targets, judged at the largest size run."""
+        top = self.sizes[-1]
+        at = f" @ {top['series'] / 1000:.0f}k"
+        plain = top["scrape_plain"]["p50"]
+        speedup = top["baseline_generate_latest"] / plain
+        ptp = top["poll_to_publish"]
+        ratio = ptp / top["loads"]
+        conc = top.get("concurrent", {})
+        sched = self.scheduling
+        errors = conc.get("errors", 0) + sum(s["scrape_plain"]["errors"] + s["scrape_gzip"]["errors"] for s in self.sizes)
+        self.checks = [
+            Check("scrape p50, uncompressed" + at, "≤ 50 ms", f"{plain * 1000:.1f} ms", plain <= 0.050),
+            Check("scrape p50 vs generate_latest" + at, "≥ 20× faster", f"{speedup:.0f}× faster", speedup >= 20),
+            Check("poll-to-publish" + at, "≤ 1.5 s", f"{ptp:.3f} s", ptp <= 1.5),
+            Check("poll-to-publish / orjson.loads" + at, "≤ 8×", f"{ratio:.1f}×", ratio <= 8),
+            Check("peak RSS" + at, "≤ 350 MB", f"{top['rss_peak'] / MiB:.0f} MiB", top["rss_peak"] <= 350 * 1000 * 1000),
+            Check(f"healthy polls started > 1 s late ({sched['targets']} targets)", "0", str(sched["late"]), sched["late"] == 0),
+            Check(f"healthy polls skipped ({sched['targets']} targets)", "0", str(sched["skipped"]), sched["skipped"] == 0),
+            Check(f"scrape errors ({conc.get('scrapers', 0)} concurrent scrapers + sequential)", "0", str(errors), errors == 0),
+        ]
+
+    def table(self) -> str:
+        """The PASS/FAIL table (Markdown, readable as plain text)."""
+        rows = ["| check | target | measured | result |", "| --- | --- | --- | --- |"]
+        rows += [f"| {c.name} | {c.target} | {c.measured} | {'PASS' if c.passed else 'FAIL'} |" for c in self.checks]
+        return "\n".join(rows)
+
+    def detail(self) -> str:
+        """Per-size numbers (Markdown)."""
+        rows = [
+            "| series | response | poll-to-publish | orjson.loads | ratio | scrape p50 / p99 plain | scrape p50 / p99 gzip "
+            "| exposition plain / gzip | generate_latest | baseline HTTP p50 plain / gzip | speed-up | peak RSS | bytes/series |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for s in self.sizes:
+            p, g = s["scrape_plain"], s["scrape_gzip"]
+            rows.append(
+                f"| {s['series']:,} | {s['response_bytes'] / MiB:.1f} MiB | {s['poll_to_publish'] * 1000:.0f} ms "
+                f"| {s['loads'] * 1000:.0f} ms | {s['poll_to_publish'] / s['loads']:.1f}× "
+                f"| {p['p50'] * 1000:.1f} / {p['p99'] * 1000:.1f} ms | {g['p50'] * 1000:.1f} / {g['p99'] * 1000:.1f} ms "
+                f"| {p['bytes'] / MiB:.1f} / {g['bytes'] / MiB:.2f} MiB | {s['baseline_generate_latest'] * 1000:.0f} ms "
+                f"| {s['baseline_plain']['p50'] * 1000:.0f} / {s['baseline_gzip']['p50'] * 1000:.0f} ms "
+                f"| {s['baseline_generate_latest'] / p['p50']:.0f}× | {s['rss_peak'] / MiB:.0f} MiB "
+                f"| {s['bytes_per_series']:.0f} |"
+            )
+        return "\n".join(rows)
+
+    def other(self) -> str:
+        """Scheduling and concurrency in words."""
+        sched = self.scheduling
+        conc = self.sizes[-1].get("concurrent")
+        lines = [
+            f"- **Scheduling**: {sched['targets']} targets every {sched['interval']:g} s, {sched['hanging']} of them "
+            f"hanging until their {sched['timeout']:g} s timeout, watched for {sched['window']:g} s: "
+            f"{sched['healthy_polls']} healthy polls, {sched['late']} started more than 1 s late, {sched['skipped']} skipped, "
+            f"{sched['healthy_failures']} failed; the hanging targets timed out {sched['hanging_timeouts']} times. "
+            f"The API saw {sched['api_requests_min']}–{sched['api_requests_max']} requests per healthy target "
+            f"(expected {sched['expected_per_target']}).",
+        ]
+        if conc:
+            lines.append(
+                f"- **Concurrent scrapes** at {self.sizes[-1]['series']:,} series: {conc['scrapers']} scrapers (half gzip) for "
+                f"{conc['seconds']:g} s while the scheduler polled every 5 s: {conc['scrapes']} scrapes, {conc['errors']} errors"
+                f"{' (' + '; '.join(conc['error_kinds']) + ')' if conc['errors'] else ''}, p50 {conc['p50'] * 1000:.0f} ms, "
+                f"p99 {conc['p99'] * 1000:.0f} ms; {conc['polls']:g} polls of the large targets ran meanwhile, "
+                f"{conc['poll_failures']:g} failed, {conc['skipped']:g} skipped."
+            )
+        return "\n".join(lines)
+
+
+def machine_info() -> dict[str, str]:
+    """What this ran on."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = "?"
+    try:
+        import psutil
+
+        memory = f"{psutil.virtual_memory().total / 1024**3:.1f} GiB"
+    except ImportError:
+        pass
+    from importlib.metadata import version
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": f"{cpu} × {os.cpu_count()}",
+        "memory": memory,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": ", ".join(f"{p} {version(p)}" for p in ("orjson", "prometheus_client", "requests", "APScheduler")),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "commit": commit or "?",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def plot(report: Report, path: Path) -> None:
+    """Scrape latency and poll-to-publish against series count, the bridge beside the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [s["series"] / 1000 for s in report.sizes]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(xs, [s["baseline_generate_latest"] * 1000 for s in report.sizes], "o-", color="tab:red", label="generate_latest (baseline)")
+    left.plot(xs, [s["baseline_plain"]["p50"] * 1000 for s in report.sizes], "o--", color="tab:red", alpha=0.5, label="baseline over HTTP, p50")
+    left.plot(xs, [s["scrape_plain"]["p50"] * 1000 for s in report.sizes], "o-", color="tab:blue", label="bridge over HTTP, p50")
+    left.plot(xs, [s["scrape_gzip"]["p50"] * 1000 for s in report.sizes], "s--", color="tab:blue", alpha=0.6, label="bridge over HTTP, gzip, p50")
+    left.axhline(50, color="grey", linestyle=":", linewidth=1, label="target 50 ms")
+    left.set_yscale("log")
+    left.set_xlabel("bridged series (thousands)")
+    left.set_ylabel("ms per scrape (log scale)")
+    left.set_title("Scrape latency")
+    left.legend(fontsize=8)
+    right.plot(xs, [s["poll_to_publish"] * 1000 for s in report.sizes], "o-", color="tab:blue", label="bridge poll-to-publish")
+    right.plot(xs, [s["loads"] * 1000 for s in report.sizes], "o-", color="tab:green", label="orjson.loads alone (same bytes)")
+    right.plot(xs, [s["loads"] * 8000 for s in report.sizes], ":", color="tab:green", alpha=0.6, label="8 × orjson.loads (target)")
+    right.axhline(1500, color="grey", linestyle=":", linewidth=1, label="target 1.5 s")
+    right.set_xlabel("bridged series (thousands)")
+    right.set_ylabel("ms per poll (all targets)")
+    right.set_title("Poll-to-publish")
+    right.legend(fontsize=8)
+    for axis in (left, right):
+        axis.grid(True, alpha=0.3)
+    fig.suptitle(f"metrics-bridge benchmark ({report.plan.name}) — {report.machine['cpu']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(report: Report, out: Path, extra: str) -> Path:
+    """RESULTS.md: the table, the per-size numbers, the plot, the machine and the command."""
+    m = report.machine
+    text = f"""# Benchmark results
+
+Produced by `{report.command}` in {report.seconds:.0f} s ({report.plan.name} plan), {m['date']}, commit {m['commit']}.
+Targets from issue 7, judged at the largest size run:
+
+{report.table()}
+
+![Scrape latency and poll-to-publish against series count](results.png)
+
+## Per size
+
+{report.detail()}
+
+{report.other()}
+
+How each number is taken (`bench/run.py` docstrings say the same):
+- **poll-to-publish**: one poll of every demo target in turn (fetch over loopback HTTP, parse, map, render, compress,
+  publish), timed around `Poller.poll` in the bridge process with nothing else running; median of {report.plan.poll_rounds} rounds.
+  **orjson.loads** is the median time of `orjson.loads` alone on the very bytes of each target's response, summed.
+- **scrape p50/p99**: {report.plan.scrapes} sequential `GET /metrics` on fresh connections, timed from connect to the last body
+  byte, with no poll running; every response is checked (status, and the count of bridged samples after decoding).
+- **generate_latest**: the same samples as labelled `Gauge` children in a prometheus_client registry (a separate process),
+  median of {report.plan.baseline_repeat} in-process `generate_latest` calls; "baseline HTTP" is that registry served by
+  prometheus_client's own `start_http_server` ({report.plan.baseline_scrapes} scrapes each). The speed-up is generate_latest alone
+  (no HTTP) over the bridge's full HTTP scrape, the stricter of the two ratios.
+- **peak RSS**: the bridge process's VmHWM after every phase at that size (the largest size includes the concurrent
+  scrapes); **bytes/series** is the RSS growth from the idle bridge to the bridge holding its snapshots, per series.
+- The demo API runs in its own process with its clock frozen, so every poll gets the same bytes; the bridge still
+  fetches, maps, renders and compresses every poll in full (it has no change detection).
+- The machine has 2 cores shared by the bridge, the API, this driver and possibly other work, so numbers are noisy;
+  the load average at the start is shown below.
+{extra}
+## Machine
+
+| | |
+| --- | --- |
+""" + "\n".join(f"| {k} | {v} |" for k, v in m.items()) + "\n"
+    path = out / "RESULTS.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the plan, print the table, write RESULTS.md and results.png."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and short windows (CI smoke test)")
+    parser.add_argument("--sizes", default=None, help="comma-separated series counts, overriding the plan's")
+    parser.add_argument("--out", default=None, help="where to write RESULTS.md and results.png (default: bench/, or a temporary directory with --quick)")
+    parser.add_argument("--profile", default=None, help="a Markdown file whose contents are added to RESULTS.md (e.g. a py-spy summary)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when any target is not met")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.sizes:
+        plan = Plan(**{**plan.__dict__, "sizes": tuple(int(s) for s in args.sizes.split(","))})
+    out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="metrics-bridge-bench-")) if args.quick else BENCH)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/run.py" + (" --quick" if args.quick else "") + (f" --sizes {args.sizes}" if args.sizes else "")
+    started = time.monotonic()
+    machine = machine_info()
+    with tempfile.TemporaryDirectory(prefix="metrics-bridge-bench-work-") as tmp:
+        work = Path(tmp)
+        sizes = []
+        for i, series in enumerate(plan.sizes):
+            print(f"[bench] {series:,} series ...", file=sys.stderr, flush=True)
+            sizes.append(measure_size(series, plan, work, concurrent=i == len(plan.sizes) - 1))
+        print("[bench] scheduling ...", file=sys.stderr, flush=True)
+        scheduling = measure_scheduling(plan, work)
+    report = Report(plan, sizes, scheduling, machine, command, time.monotonic() - started)
+    report.evaluate()
+    extra = Path(args.profile).read_text(encoding="utf-8") if args.profile else ""
+    plot(report, out / "results.png")
+    results = write_results(report, out, extra)
+    (out / "results.json").write_bytes(orjson.dumps({"sizes": sizes, "scheduling": scheduling, "machine": machine}, option=orjson.OPT_INDENT_2))
+    print(report.table())
+    print()
+    print(report.detail())
+    print()
+    print(report.other())
+    print(f"\nwrote {results} and {out / 'results.png'}")
+    return 1 if args.check and not all(c.passed for c in report.checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Server: /metrics in both formats and gzip, status page and targets API, reload, TLS and basic auth."""
+
+import gzip
+
+import bcrypt
+import orjson
+import pytest
+import requests
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.bridge import Bridge
+from exporter.config import parse_config
+from exporter.server import MetricsServer, create_app, parse_listen
+from exporter.webconfig import Authenticator, load_web_config
+
+from fakeapi import Reply
+from test_bridge import pods, pods_config, sample_value
+
+
+def test_metrics_default_to_text_format_0_0_4(api, run_bridge):
+    api.routes["/pods"] = Reply(pods("a"))
+    running = run_bridge(pods_config(api), schedule=False)
+    running.bridge.poll_now("pods")
+    response = requests.get(running.url + "/metrics", timeout=5)
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE pod_cpu_usage_cores gauge" in response.text
+    assert sample_value(response.text, "pod_cpu_usage_cores", pod="a") == 0.5
+
+
+def test_openmetrics_is_served_when_accepted_and_parses_strictly(api, run_bridge):
+    api.routes["/pods"] = Reply(pods("a"))
+    running = run_bridge(pods_config(api), schedule=False)
+    running.bridge.poll_now("pods")
+    response = requests.get(running.url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=5)
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(response.text)}
+    assert families["pod_cpu_usage_cores"].samples[0].value == 0.5
+    assert families["metrics_bridge_poll_success"].type == "counter"
+
+
+def test_gzip_is_used_when_accepted_and_decodes_to_the_plain_body(api, run_bridge):
+    api.routes["/pods"] = Reply(pods(*[f"p{i}" for i in range(200)]))
+    running = run_bridge(pods_config(api), schedule=False)
+    running.bridge.poll_now("pods")
+    raw = requests.get(running.url + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True)
+    assert raw.headers["Content-Encoding"] == "gzip"
+    body = gzip.decompress(raw.raw.read(decode_content=False)).decode()
+    plain = requests.get(running.url + "/metrics", headers={"Accept-Encoding": "identity"}, timeout=5)
+    assert "Content-Encoding" not in plain.headers
+    bridged = lambda text: [line for line in text.splitlines() if line.startswith("pod_cpu")]  # noqa: E731
+    assert bridged(body) == bridged(plain.text)
+    assert len(bridged(body)) == 200
+
+
+def test_targets_api_and_status_page_show_every_target_without_secrets(api, run_bridge):
+    api.routes["/pods"] = Reply(pods("a"))
+    api.routes["/broken"] = Reply(status=502)
+    secret = "tok-do-not-show-4711"
+    config = pods_config(api, extra=f"    params: {{api_token: {secret}}}\n") + pods_config(api, "broken").split("targets:\n")[1]
+    running = run_bridge(config, schedule=False)
+    running.bridge.poll_now("pods")
+    running.bridge.poll_now("broken")
+    data = requests.get(running.url + "/api/v1/targets", timeout=5).json()["targets"]
+    by_name = {t["name"]: t for t in data}
+    assert by_name["pods"]["outcome"] == "success" and by_name["pods"]["series"] == 1
+    assert by_name["broken"]["outcome"] == "failure (http_status)"
+    assert by_name["broken"]["last_error"] == "HTTP 502 Bad Gateway"
+    assert by_name["pods"]["url"].endswith("api_token=<redacted>")
+    page = requests.get(running.url + "/", timeout=5)
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert 'data-target="broken"' in page.text and "HTTP 502 Bad Gateway" in page.text
+    assert secret not in page.text and secret not in str(data)
+    assert "<script" not in page.text and "http://" not in page.text.split("<tbody>")[0]
+
+
+def test_reload_over_http_applies_a_good_config_and_refuses_a_bad_one(api, run_bridge, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    api.routes["/more"] = Reply(pods("m"))
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api))
+    bridge = Bridge(parse_config(path.read_text()), registry=None, process_metrics=False)
+    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        bridge.start(schedule=False)
+        bridge.poll_now("pods")
+        path.write_text("targets: [")
+        bad = requests.post(url + "/-/reload", timeout=5)
+        assert bad.status_code == 400 and "<yaml>" in bad.text
+        assert list(bridge.pollers) == ["pods"]
+        text = requests.get(url + "/metrics", timeout=5).text
+        assert sample_value(text, "metrics_bridge_config_last_reload_successful") == 0
+        assert sample_value(text, "pod_cpu_usage_cores", pod="a") == 0.5
+        path.write_text(pods_config(api) + pods_config(api, "more").split("targets:\n")[1])
+        assert requests.post(url + "/-/reload", timeout=5).status_code == 200
+        assert sorted(bridge.pollers) == ["more", "pods"]
+        assert sample_value(requests.get(url + "/metrics", timeout=5).text, "metrics_bridge_config_last_reload_successful") == 1
+        assert requests.get(url + "/-/reload", timeout=5).status_code == 405
+    finally:
+        bridge.stop(1)
+        server.close()
+
+
+def test_unknown_paths_are_404():
+    bridge = Bridge(parse_config("targets: [{name: t, url: 'http://127.0.0.1:1/', mappings: [{level: service, metrics: [{name: m, value: v}]}]}]"), process_metrics=False)
+    server = MetricsServer(create_app(bridge), "127.0.0.1", 0).start()
+    try:
+        assert requests.get(f"http://127.0.0.1:{server.port}/nope", timeout=5).status_code == 404
+        assert requests.post(f"http://127.0.0.1:{server.port}/-/reload", timeout=5).status_code == 404
+    finally:
+        server.close()
+
+
+def test_listen_addresses_are_parsed():
+    assert parse_listen("0.0.0.0:9877") == ("0.0.0.0", 9877)
+    assert parse_listen(":9100") == ("0.0.0.0", 9100)
+    assert parse_listen("[::1]:80") == ("::1", 80)
+    with pytest.raises(ValueError):
+        parse_listen("9877")
+
+
+@pytest.fixture(scope="module")
+def password_hash():
+    return bcrypt.hashpw(b"correct horse", bcrypt.gensalt(rounds=4)).decode()
+
+
+def test_basic_auth_guards_every_endpoint_but_healthz(password_hash):
+    bridge = Bridge(parse_config("targets: [{name: t, url: 'http://127.0.0.1:1/', mappings: [{level: service, metrics: [{name: m, value: v}]}]}]"), process_metrics=False)
+    bridge.start(schedule=False)
+    server = MetricsServer(create_app(bridge, None, Authenticator({"prom": password_hash})), "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        for path in ("/metrics", "/", "/api/v1/targets", "/readyz"):
+            denied = requests.get(url + path, timeout=5)
+            assert denied.status_code == 401 and denied.text == "Unauthorized\n"
+            assert requests.get(url + path, auth=("prom", "wrong"), timeout=5).status_code == 401
+            assert requests.get(url + path, auth=("nobody", "correct horse"), timeout=5).status_code == 401
+        assert requests.get(url + "/metrics", auth=("prom", "correct horse"), timeout=5).status_code == 200
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+    finally:
+        bridge.stop(1)
+        server.close()
+
+
+def test_tls_and_auth_from_a_web_config_file_work_over_real_https(tmp_path, password_hash):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(
+        f"tls_server_config:\n  cert_file: {tmp_path / 'server.pem'}\n  key_file: {tmp_path / 'server.pem'}\n"
+        f"basic_auth_users:\n  prom: '{password_hash}'\n"
+    )
+    web = load_web_config(web_config)
+    bridge = Bridge(parse_config("targets: [{name: t, url: 'http://127.0.0.1:1/', mappings: [{level: service, metrics: [{name: m, value: v}]}]}]"), process_metrics=False)
+    server = MetricsServer(create_app(bridge, None, Authenticator(web.basic_auth_users)), "127.0.0.1", 0, web.ssl_context()).start()
+    url = f"https://127.0.0.1:{server.port}"
+    try:
+        ok = requests.get(url + "/metrics", auth=("prom", "correct horse"), verify=str(tmp_path / "ca.pem"), timeout=5)
+        assert ok.status_code == 200 and "metrics_bridge_build_info" in ok.text
+        assert requests.get(url + "/metrics", verify=str(tmp_path / "ca.pem"), timeout=5).status_code == 401
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url + "/healthz", timeout=5)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5)
+    finally:
+        server.close()
+
+
+def test_a_web_config_with_plain_passwords_or_unknown_keys_is_rejected(tmp_path):
+    from exporter.config import ConfigError
+
+    path = tmp_path / "web.yml"
+    path.write_text("basic_auth_users: {prom: plaintext}\ntls_config: {}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(path)
+    assert caught.value.problems == [
+        "basic_auth_users: passwords must be bcrypt hashes ($2b$...): not for prom",
+        "tls_config: unknown key",
+    ]
