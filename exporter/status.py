@@ -66,14 +66,14 @@ def render_status_page(bridge: Bridge) -> str:
         duration = record["last_poll_duration_seconds"]
         cells = [
             f'<td class="target">{html.escape(record["name"])}</td>',
-            f'<td><code>{html.escape(record["url"])}</code></td>',
-            f'<td class="num">{record["interval_seconds"]:g}s</td>',
-            f'<td>{html.escape(record["last_poll_start"] or "—")}</td>',
-            f'<td class="num">{"—" if duration is None else f"{duration * 1000:.1f} ms"}</td>',
+            f'<td class="url"><code>{html.escape(record["url"])}</code></td>',
+            f'<td class="interval num">{record["interval_seconds"]:g}s</td>',
+            f'<td class="start">{html.escape(record["last_poll_start"] or "—")}</td>',
+            f'<td class="duration num">{"—" if duration is None else f"{duration * 1000:.1f} ms"}</td>',
             f'<td class="outcome {css}">{html.escape(outcome)}</td>',
             f'<td class="error">{html.escape(record["last_error"])}</td>',
-            f'<td class="num">{record["series"]}</td>',
-            f'<td>{html.escape(record["next_poll"] or "—")}</td>',
+            f'<td class="series num">{record["series"]}</td>',
+            f'<td class="next">{html.escape(record["next_poll"] or "—")}</td>',
         ]
         rows.append(f'<tr data-target="{html.escape(record["name"])}">' + "".join(cells) + "</tr>")
     shard = f" · shard {bridge.shard} of {bridge.total_shards}" if bridge.total_shards > 1 else ""

@@ -27,6 +27,7 @@ SOURCES = [
 
 def planned_copies(repo: Path = REPO, chart_files: Path = CHART_FILES) -> dict[Path, Path]:
     """Every copy the chart should hold, mapped to its source."""
+    repo, chart_files = repo.resolve(), chart_files.resolve()
     copies: dict[Path, Path] = {}
     for pattern, directory in SOURCES:
         for source in sorted(repo.glob(pattern)):
@@ -36,6 +37,7 @@ def planned_copies(repo: Path = REPO, chart_files: Path = CHART_FILES) -> dict[P
 
 def differences(repo: Path = REPO, chart_files: Path = CHART_FILES) -> list[str]:
     """What is out of date, one line each: missing or differing copies, and copies whose source is gone."""
+    repo, chart_files = repo.resolve(), chart_files.resolve()
     copies = planned_copies(repo, chart_files)
     problems = []
     for copy, source in copies.items():

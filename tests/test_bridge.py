@@ -192,3 +192,33 @@ def test_stop_waits_for_the_poll_in_flight(api, run_bridge):
     wait_until(lambda: poller.status.last_outcome == "running")
     assert running.bridge.stop(grace=5) is True
     assert poller.status.last_outcome == "success"
+
+
+def test_three_shards_poll_each_of_thirty_targets_exactly_once(api):
+    from exporter.bridge import Bridge
+    from exporter.config import parse_config
+
+    config = parse_config("targets:\n" + "".join(pods_config(api, f"t{i:02d}").split("targets:\n")[1] for i in range(30)))
+    owned = []
+    for shard in range(3):
+        bridge = Bridge(config, shard=shard, total_shards=3, process_metrics=False)
+        bridge.start(schedule=False)
+        owned.append(set(bridge.pollers))
+        assert sample_value(bridge_text(bridge), "metrics_bridge_shard_info", shard=str(shard), total_shards="3") == 1
+        bridge.stop(0)
+    assert sorted(name for names in owned for name in names) == sorted(t.name for t in config.targets)
+    assert all(4 <= len(names) <= 16 for names in owned)
+
+
+def test_the_shard_of_a_target_is_a_fixed_function_of_its_name():
+    from exporter.bridge import shard_of
+
+    # sha256-based: the same on every replica, restart and Python version (a golden list, not hash()).
+    assert [shard_of(name, 3) for name in ("pods", "services", "containers", "t00", "t01")] == [1, 2, 0, 0, 0]
+    assert [shard_of(name, 7) for name in ("pods", "services", "containers", "t00", "t01")] == [3, 2, 0, 0, 5]
+
+
+def bridge_text(bridge):
+    from prometheus_client import generate_latest
+
+    return generate_latest(bridge.metrics.registry).decode()

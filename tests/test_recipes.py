@@ -116,6 +116,12 @@ SCENARIOS = [
         },
         serve_paths({"/api/v1/nodes/gpu-node-a/proxy/stats/summary": "summary.json"}),
     ),
+    Scenario(
+        "triton-model-stats",
+        {"TRITON_URL": "{api}"},
+        serve_paths({"/v2/models/stats": "stats.json"}),
+        authenticated=False,
+    ),
 ]
 BY_NAME = {s.recipe: s for s in SCENARIOS}
 
