@@ -494,20 +494,29 @@ def test_network_policy_and_disruption_budget_select_the_bridge_pods() -> None:
 
 
 def test_web_config_mounts_its_secret_and_passes_the_flag() -> None:
-    values = {"webConfig": {"enabled": True, "secretName": "metrics-bridge-web", "scheme": "HTTPS"}, "serviceMonitor": {"enabled": True}}
+    scrape_auth = {"username": {"name": "scrape", "key": "username"}, "password": {"name": "scrape", "key": "password"}}
+    values = {
+        "webConfig": {"enabled": True, "secretName": "metrics-bridge-web", "scheme": "HTTPS"},
+        "serviceMonitor": {"enabled": True, "basicAuth": scrape_auth},
+    }
     objects = manifests(values)
     bridge = container(objects)
-    assert "--web-config-file=/etc/metrics-bridge/web/web-config.yml" in bridge["args"]
+    args = build_parser().parse_args(pod_args(bridge, pod_env(bridge)))
+    assert args.web_config_file == "/etc/metrics-bridge/web/web-config.yml"
     mount = next(m for m in bridge["volumeMounts"] if m["mountPath"] == "/etc/metrics-bridge/web")
     volume = next(v for v in workload(objects)["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
-    assert volume["secret"]["secretName"] == "metrics-bridge-web"
-    assert bridge["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    assert one(objects, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "https"
+    assert volume["secret"]["secretName"] == "metrics-bridge-web" and mount["readOnly"] is True
+    assert bridge["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTPS"}
+    assert bridge["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTPS"}
+    endpoint = one(objects, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert (endpoint["scheme"], endpoint["basicAuth"]) == ("https", scrape_auth)
     require_module("kubernetes_validate").validate(workload(objects), newest_kubernetes(), strict=True)
-    _, unknown = build_parser().parse_known_args(["run", "--config=c.yaml", "--web-config-file=w.yml"])
-    if unknown:
-        pytest.skip("metrics-bridge run has no --web-config-file yet; the chart's flag is checked once it has")
-    build_parser().parse_args(pod_args(bridge, pod_env(bridge)))
+
+
+def test_with_basic_auth_the_readiness_probe_uses_the_open_healthz() -> None:
+    values = {"webConfig": {"enabled": True, "secretName": "metrics-bridge-web", "basicAuth": True}}
+    probe = container(manifests(values))["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
 
 
 def test_notes_tell_where_the_metrics_appear() -> None:

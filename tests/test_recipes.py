@@ -122,6 +122,17 @@ SCENARIOS = [
         serve_paths({"/v2/models/stats": "stats.json"}),
         authenticated=False,
     ),
+    Scenario(
+        "prometheus-query",
+        {"PROMETHEUS_URL": "{api}", "PROMETHEUS_TOKEN_FILE": "{token_file}"},
+        serve_by_target_query("/api/v1/query", "query"),
+    ),
+    Scenario(
+        "alibaba-cms-metric-list",
+        {"CMS_ENDPOINT": "{api}", "CMS_TOKEN_FILE": "{token_file}", "CMS_PAGE_SIZE": "4"},
+        serve_pages("/", "NextToken", ["page-1.json", "page-2.json", "page-3.json"]),
+        requests=cms_requests,
+    ),
 ]
 BY_NAME = {s.recipe: s for s in SCENARIOS}
 
