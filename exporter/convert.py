@@ -110,7 +110,12 @@ def parse_percent(value: Any) -> float:
             value = value[:-1].rstrip()
         if _PLAIN_DECIMAL.match(value):
             return float(value + "e-2")
-    return parse_number(value) / 100.0
+    number = parse_number(value)
+    text = repr(number)
+    if _PLAIN_DECIMAL.match(text):
+        # A JSON number too: shifting the point in its shortest text keeps 87.4 at 0.874, not 0.8740000000000001.
+        return float(text + "e-2")
+    return number / 100.0
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
