@@ -106,7 +106,11 @@ def main() -> int:
     config = load_config(args.config)
     config = override(config, args.interval, args.timeout)
     bridge = Bridge(config)
-    pollers = {t.name: Poller(t, bridge.store, bridge.metrics, bridge.stop_event) for t in config.targets}
+    # The measuring pollers' snapshots must not go stale while the scrape phases run, however long those take.
+    pollers = {
+        t.name: Poller(t.model_copy(update={"stale_after": 24 * 3600.0}), bridge.store, bridge.metrics, bridge.stop_event)
+        for t in config.targets
+    }
     server = MetricsServer(create_app(bridge), "127.0.0.1", 0).start()
     print(orjson.dumps({"port": server.port, "pid": os.getpid(), **memory()}).decode(), flush=True)
     for line in sys.stdin:

@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import select
+import shutil
 import statistics
 import subprocess
 import sys
@@ -586,14 +587,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     command = "python bench/run.py" + (" --quick" if args.quick else "") + (f" --sizes {args.sizes}" if args.sizes else "")
     started = time.monotonic()
     machine = machine_info()
-    with tempfile.TemporaryDirectory(prefix="metrics-bridge-bench-work-") as tmp:
-        work = Path(tmp)
+    work = Path(tempfile.mkdtemp(prefix="metrics-bridge-bench-work-"))
+    try:
         sizes = []
         for i, series in enumerate(plan.sizes):
             print(f"[bench] {series:,} series ...", file=sys.stderr, flush=True)
             sizes.append(measure_size(series, plan, work, concurrent=i == len(plan.sizes) - 1))
         print("[bench] scheduling ...", file=sys.stderr, flush=True)
         scheduling = measure_scheduling(plan, work)
+    except BaseException:
+        print(f"[bench] failed; the helper processes' logs are in {work}", file=sys.stderr)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
     report = Report(plan, sizes, scheduling, machine, command, time.monotonic() - started)
     report.evaluate()
     extra = Path(args.profile).read_text(encoding="utf-8") if args.profile else ""

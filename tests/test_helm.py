@@ -445,6 +445,12 @@ def test_service_monitor_scrapes_every_pod_as_job_metrics_bridge() -> None:
     assert endpoint["honorLabels"] is True
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("30s", "10s")
     assert endpoint["metricRelabelings"] == values["serviceMonitor"]["metricRelabelings"]
+    drop = endpoint["relabelings"][0]
+    assert drop["action"] == "labeldrop"
+    for label in ("namespace", "service", "pod", "container", "endpoint"):
+        assert re.fullmatch(drop["regex"], label), f"the exporter pod's {label} label would reach bridged series"
+    for label in ("job", "instance", "target", "level"):
+        assert not re.fullmatch(drop["regex"], label)
     assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "tlsConfig",
                              "relabelings", "metricRelabelings"}
 

@@ -1,6 +1,7 @@
 """Mapping: JSON documents become labelled samples, with parent labels, map keys, regexes and conversions."""
 
 import math
+import textwrap
 from pathlib import Path
 
 import orjson
@@ -8,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import render_exposition
-from exporter.config import load_config, parse_config
+from exporter.config import ConfigError, load_config, parse_config
 from exporter.mapping import Mapper, MappingError
 from exporter.poller import Poller
 from exporter.store import Snapshot
@@ -180,3 +181,252 @@ def test_scale_converts_units_exactly():
     result = Mapper(target).map({"ns": 950000000, "mib": 7})
     assert list(result.families["a_seconds"].values()) == [0.95]
     assert list(result.families["b_bytes"].values()) == [7340032]
+
+
+# --- aggregate: fold the array a value path finds into one sample ----------------------------------------------
+
+
+def recipe_target(yaml_text: str):
+    """The first target of a config written as an indented YAML block."""
+    return parse_config(textwrap.dedent(yaml_text)).targets[0]
+
+
+def config_problems(yaml_text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(textwrap.dedent(yaml_text))
+    return caught.value.problems
+
+
+POD_METRICS = {
+    "items": [
+        {"name": "chat-0", "containers": [{"usage": {"cpu": "250m"}}, {"usage": {"cpu": "1834567123n"}}]},
+        {"name": "chat-1", "containers": [{"usage": {"cpu": "3u"}}, {"usage": {}}]},
+        {"name": "chat-2", "containers": []},
+    ]
+}
+
+
+def aggregate_target(how: str, extra: str = "") -> object:
+    return recipe_target(
+        f"""
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            {extra}
+            mappings:
+              - each: items
+                level: pod
+                labels: {{pod: name}}
+                metrics:
+                  - {{name: cpu_cores, value: "containers[].usage.cpu", convert: quantity, aggregate: {how}}}
+        """
+    )
+
+
+def test_aggregate_sum_adds_the_converted_values_of_every_element_exactly():
+    result = Mapper(aggregate_target("sum")).map(POD_METRICS)
+    assert samples(result, "cpu_cores") == {
+        '{level="pod",target="t",pod="chat-0"}': 2.084567123,
+        '{level="pod",target="t",pod="chat-1"}': 0.000003,
+    }
+    assert result.missing_values == 1  # chat-2 has no containers: no value, not a made-up 0
+
+
+def test_aggregate_min_max_and_mean_fold_the_same_elements():
+    document = {"items": [{"name": "p", "containers": [{"usage": {"cpu": c}} for c in ("500m", "1", "1500m")]}]}
+    for how, expected in (("min", 0.5), ("max", 1.5), ("mean", 1.0)):
+        result = Mapper(aggregate_target(how)).map(document)
+        assert list(result.families["cpu_cores"].values()) == [expected], how
+
+
+def test_aggregate_of_an_empty_array_takes_the_default_when_one_is_set():
+    target = recipe_target(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - each: items
+                level: pod
+                labels: {pod: name}
+                metrics:
+                  - {name: cpu_cores, value: "containers[].usage.cpu", convert: quantity, aggregate: sum, default: 0}
+        """
+    )
+    result = Mapper(target).map(POD_METRICS)
+    assert samples(result, "cpu_cores")['{level="pod",target="t",pod="chat-2"}'] == 0.0
+    assert result.missing_values == 0
+
+
+def test_aggregate_count_counts_the_elements_a_filter_keeps_including_none():
+    target = recipe_target(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - each: models
+                level: service
+                labels: {model: name}
+                metrics:
+                  - {name: workers_ready, value: "workers[?status=='READY']", aggregate: count}
+        """
+    )
+    document = {
+        "models": [
+            {"name": "a", "workers": [{"status": "READY"}, {"status": "UNLOADING"}, {"status": "READY"}]},
+            {"name": "b", "workers": [{"status": "UNLOADING"}]},
+        ]
+    }
+    result = Mapper(target).map(document)
+    assert samples(result, "workers_ready") == {
+        '{level="service",target="t",model="a"}': 2.0,
+        '{level="service",target="t",model="b"}': 0.0,
+    }
+
+
+def test_aggregate_on_a_value_that_is_not_an_array_is_a_bad_value():
+    document = {"items": [{"name": "p", "containers": "250m"}]}
+    target = recipe_target(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - each: items
+                level: pod
+                labels: {pod: name}
+                metrics:
+                  - {name: cpu_cores, value: containers, convert: quantity, aggregate: sum}
+        """
+    )
+    with pytest.raises(MappingError, match=r"mappings\[0\]\.metrics\[0\] cpu_cores .*aggregate: sum needs an array, got str"):
+        Mapper(target).map(document)
+    skipping = aggregate_target("sum", "skip_bad_values: true")
+    result = Mapper(skipping).map({"items": [{"name": "p", "containers": [{"usage": {"cpu": "lots"}}]}]})
+    assert result.families["cpu_cores"] == {} and result.bad_values == 1
+
+
+def test_aggregate_misuse_is_reported_at_load_with_its_key_path():
+    problems = config_problems(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - level: service
+                metrics:
+                  - {name: a_info, type: info, aggregate: count}
+                  - {name: b, value: xs, aggregate: count, convert: quantity}
+                  - {name: c, value: xs, aggregate: median}
+        """
+    )
+    assert any(p.startswith("targets[0].mappings[0].metrics[0]") and "no value to aggregate" in p for p in problems), problems
+    assert any(p.startswith("targets[0].mappings[0].metrics[1]") and "drop convert" in p for p in problems), problems
+    assert any(p.startswith("targets[0].mappings[0].metrics[2].aggregate") for p in problems), problems
+
+
+def test_percent_of_a_json_number_is_the_exact_ratio():
+    target = recipe_target(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - level: service
+                metrics:
+                  - {name: cpu_ratio, value: Average, convert: percent}
+        """
+    )
+    assert list(Mapper(target).map({"Average": 87.4}).families["cpu_ratio"].values()) == [0.874]
+
+
+# --- labels_from: copy every key of an object as a label -----------------------------------------------------
+
+
+def labels_from_target(labels_from: str, labels: str = "{}", level: str = "service", extra: str = ""):
+    return recipe_target(
+        f"""
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            labels: {{cluster: east}}
+            {extra}
+            mappings:
+              - each: data.result
+                level: {level}
+                labels: {labels}
+                labels_from: {labels_from}
+                metrics:
+                  - {{name: m, value: "value[1]"}}
+        """
+    )
+
+
+def vector(*metrics: dict) -> dict:
+    return {"status": "success", "data": {"resultType": "vector", "result": [{"metric": m, "value": [1, "2"]} for m in metrics]}}
+
+
+def test_labels_from_copies_every_key_sorted_after_the_configured_labels():
+    target = labels_from_target("metric", "{source: {value: prom}}")
+    result = Mapper(target).map(vector({"pod": "chat-0", "namespace": "inference", "container": "server"}))
+    assert list(result.families["m"]) == [
+        '{level="service",target="t",cluster="east",source="prom",container="server",namespace="inference",pod="chat-0"}'
+    ]
+
+
+def test_labels_from_sanitises_names_drops_dunder_keys_and_leaves_out_empty_values():
+    target = labels_from_target("metric")
+    result = Mapper(target).map(
+        vector({"__name__": "up", "app.kubernetes.io/name": "chat", "9lives": "x", "empty": "", "none": None, "n": 3, "q": 'a"b'})
+    )
+    assert list(result.families["m"]) == [
+        '{level="service",target="t",cluster="east",_9lives="x",app_kubernetes_io_name="chat",n="3",q="a\\"b"}'
+    ]
+
+
+def test_labels_from_renames_level_and_target_and_yields_to_configured_labels():
+    target = labels_from_target("metric", "{service: {value: configured}}")
+    result = Mapper(target).map(vector({"level": "debug", "target": "db", "cluster": "west", "service": "copied", "a_b": "1", "a.b": "2"}))
+    assert list(result.families["m"]) == [
+        '{level="service",target="t",cluster="east",service="configured",a_b="2",exported_level="debug",exported_target="db"}'
+    ]
+
+
+def test_labels_from_exclude_leaves_the_named_keys_out():
+    target = labels_from_target("{path: metric, exclude: [job, instance]}")
+    result = Mapper(target).map(vector({"job": "vllm", "instance": "10.0.0.1:8000", "pod": "chat-0"}))
+    assert list(result.families["m"]) == ['{level="service",target="t",cluster="east",pod="chat-0"}']
+
+
+def test_labels_from_a_value_that_is_not_an_object_is_a_mapping_error():
+    target = labels_from_target("metric")
+    with pytest.raises(MappingError, match=r"mappings\[0\]\.labels_from 'metric': expected an object, got list"):
+        Mapper(target).map(vector(["pod", "chat-0"]))  # type: ignore[arg-type]
+    assert Mapper(target).map({"data": {"result": [{"value": [1, "2"]}]}}).series == 1  # no object: no copied labels
+
+
+def test_labels_from_supplies_level_labels_checked_per_sample():
+    target = labels_from_target("metric", level="container")  # accepted at load: pod and container may be copied
+    result = Mapper(target).map(vector({"pod": "chat-0", "container": "server"}))
+    assert list(result.families["m"]) == ['{level="container",target="t",cluster="east",container="server",pod="chat-0"}']
+    with pytest.raises(MappingError, match="empty 'container' label"):
+        Mapper(target).map(vector({"pod": "chat-0"}))
+
+
+def test_labels_from_problems_are_reported_at_load_with_their_key_path():
+    problems = config_problems(
+        """
+        targets:
+          - name: t
+            url: http://127.0.0.1:1/
+            mappings:
+              - level: service
+                labels_from: {path: "metric[", exclude: job, extra: 1}
+                metrics:
+                  - {name: m, value: v}
+        """
+    )
+    assert any(p.startswith("targets[0].mappings[0].labels_from.path") and "invalid JMESPath" in p for p in problems), problems
+    assert any(p.startswith("targets[0].mappings[0].labels_from.exclude") for p in problems), problems
+    assert "targets[0].mappings[0].labels_from.extra: unknown key" in problems

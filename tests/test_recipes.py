@@ -44,6 +44,7 @@ class Scenario:
     routes: Callable[[Config, Path], dict[str, Route]]
     authenticated: bool = True
     requests: Optional[Callable[[list[Request]], None]] = None
+    bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
 
 
 def _file_route(path: Path) -> Route:
@@ -133,6 +134,12 @@ SCENARIOS = [
         serve_pages("/", "NextToken", ["page-1.json", "page-2.json", "page-3.json"]),
         requests=cms_requests,
     ),
+    Scenario(
+        "torchserve-models",
+        {"TORCHSERVE_MANAGEMENT_URL": "{api}", "TORCHSERVE_KEY_FILE": "{token_file}"},
+        serve_paths({"/models/llama2-7b-chat/all": "llama2-7b-chat.json", "/models/resnet-18/all": "resnet-18.json"}),
+        bad_values={"torchserve-llama2-7b-chat": 3},  # worker 9003: "failed to obtained gpu usage"
+    ),
 ]
 BY_NAME = {s.recipe: s for s in SCENARIOS}
 
@@ -174,6 +181,8 @@ def poll_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: p
         finally:
             poller.client.close()
         assert metrics.duplicate_series.labels(target.name)._value.get() == 0
+        dropped = metrics.samples_dropped.labels(target.name, "bad_value")._value.get()
+        assert dropped == (scenario.bad_values or {}).get(target.name, 0), f"{target.name}: {dropped} bad value(s)"
     return b"".join(render_exposition(store.current())).decode()
 
 

@@ -182,3 +182,46 @@ def test_a_web_config_with_plain_passwords_or_unknown_keys_is_rejected(tmp_path)
         "basic_auth_users: passwords must be bcrypt hashes ($2b$...): not for prom",
         "tls_config: unknown key",
     ]
+
+
+def test_reloads_good_and_bad_never_leave_a_gap_for_concurrent_scrapers(api, tmp_path):
+    import threading
+
+    api.routes["/pods"] = Reply(pods("a"))
+    api.routes["/more"] = Reply(pods("m"))
+    path = tmp_path / "config.yaml"
+    base = pods_config(api)
+    path.write_text(base)
+    bridge = Bridge(parse_config(base), process_metrics=False)
+    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}"
+    bridge.start(schedule=False)
+    bridge.poll_now("pods")
+    stop = threading.Event()
+    problems: list[str] = []
+    scrapes = [0]
+
+    def scraper():
+        while not stop.is_set() and scrapes[0] < 5000:
+            response = requests.get(url + "/metrics", timeout=5)
+            scrapes[0] += 1
+            if response.status_code != 200 or sample_value(response.text, "pod_cpu_usage_cores", pod="a") != 0.5:
+                problems.append(f"{response.status_code}: unchanged target missing")
+
+    threads = [threading.Thread(target=scraper) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(6):
+            path.write_text("targets: [" if round_ % 2 else base + pods_config(api, f"more{round_}").split("targets:\n")[1].replace(f"/more{round_}", "/more"))
+            expected = 400 if round_ % 2 else 200
+            assert requests.post(url + "/-/reload", timeout=5).status_code == expected
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        bridge.stop(1)
+        server.close()
+    assert problems == []
+    assert scrapes[0] > 3
+    assert sorted(bridge.pollers) == ["more4", "pods"]

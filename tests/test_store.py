@@ -1,0 +1,45 @@
+"""Store: snapshots are rendered once and swapped whole; readers keep the mapping they were given."""
+
+import math
+
+from exporter.exposition import FamilyHeader
+from exporter.mapping import MapResult
+from exporter.store import Snapshot, SnapshotStore
+
+HEADERS = {"m": FamilyHeader.build("m", "gauge", "M."), "empty": FamilyHeader.build("empty", "gauge", "")}
+
+
+def snapshot(target, value, stale_after=math.inf):
+    result = MapResult(families={"m": {'{level="service",target="%s"}' % target: float(value)}, "empty": {}})
+    return Snapshot.build(target, result, HEADERS, stale_after)
+
+
+def test_a_snapshot_holds_rendered_lines_and_skips_metrics_without_samples():
+    snap = snapshot("a", 2.5)
+    assert [(h.name, lines) for h, lines in snap.families] == [("m", b'm{level="service",target="a"} 2.5\n')]
+    assert snap.series == 1
+
+
+def test_publishing_swaps_the_mapping_without_touching_one_already_handed_out():
+    store = SnapshotStore()
+    store.publish(snapshot("a", 1))
+    before = store.current()
+    store.publish(snapshot("a", 2))
+    store.publish(snapshot("b", 3))
+    assert before["a"].families[0][1].endswith(b" 1\n") and "b" not in before
+    assert sorted(store.current()) == ["a", "b"]
+
+
+def test_drop_and_retain_forget_targets():
+    store = SnapshotStore()
+    for name in "abc":
+        store.publish(snapshot(name, 1))
+    assert store.drop("a") is True and store.drop("a") is False
+    store.retain(["c"])
+    assert list(store.current()) == ["c"]
+
+
+def test_a_snapshot_is_stale_only_after_its_stale_after():
+    snap = snapshot("a", 1, stale_after=10)
+    assert not snap.is_stale(snap.published + 9.9)
+    assert snap.is_stale(snap.published + 10.1)
