@@ -8,7 +8,7 @@
 # virtualenv onto a fresh slim Python base: no compiler, no wheel, no pip cache. tests/test_dockerfile.py runs
 # stage 1's RUN commands on the host (there is no Docker engine in CI) and lints this file with hadolint.
 
-ARG PYTHON_IMAGE=python:3.13-slim-trixie
+ARG PYTHON_IMAGE=docker.io/library/python:3.13-slim-trixie
 
 FROM ${PYTHON_IMAGE} AS build
 # The virtualenv lives at the same path in both stages: its scripts hard-code their interpreter's path.

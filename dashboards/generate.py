@@ -10,33 +10,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, statetimeline, table, timeseries
-from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions, VizLegendOptions
-from grafana_foundation_sdk.cog.builder import Builder
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.common import (
-    DataSourceRef,
-    GraphThresholdsStyleMode,
-    LegendDisplayMode,
-    LegendPlacement,
-)
-from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
-    DashboardLinkType,
-    DataTransformerConfig,
-    Threshold,
-    ThresholdsMode,
-    ValueMap,
-    ValueMappingResult,
-    VariableOption,
-    VariableRefresh,
-    VariableSort,
-)
-from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+# The SDK warns on import that its v2 dashboard kind is preferred. v2 is the resource of Grafana 12's new, still
+# feature-flagged API; the classic JSON model made here is what import, the HTTP API, provisioning and the Helm chart's
+# sidecar ConfigMaps all take, so the warning is silenced rather than followed.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
+    from grafana_foundation_sdk.builders import dashboard, prometheus, stat, statetimeline, table, timeseries
+    from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, ReduceDataOptions, VizLegendOptions
+    from grafana_foundation_sdk.cog.builder import Builder
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.common import (
+        DataSourceRef,
+        GraphThresholdsStyleMode,
+        LegendDisplayMode,
+        LegendPlacement,
+    )
+    from grafana_foundation_sdk.models.dashboard import (
+        DashboardCursorSync,
+        DashboardLinkType,
+        DataTransformerConfig,
+        Threshold,
+        ThresholdsMode,
+        ValueMap,
+        ValueMappingResult,
+        VariableOption,
+        VariableRefresh,
+        VariableSort,
+    )
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,7 +102,8 @@ class Unit:
     BOOLEAN = "bool_yes_no"
 
 
-# Where the colours turn, kept in step with the example alerts in alerts/metrics-bridge.rules.yml.
+# Where the colours turn: the thresholds of the alerts in alerts/metrics-bridge.rules.yml (tests/test_dashboards.py
+# checks that they agree).
 ERROR_RATIO_WARNING = 0.05
 LATENCY_P99_WARNING = 2.0
 MEMORY_OF_LIMIT_WARNING = 0.9
@@ -114,8 +121,8 @@ class Query:
     legend: str = ""
 
 
-def _targets(queries: Sequence[Query], instant: bool = False, as_table: bool = False) -> list[prometheus.Dataquery]:
-    built = []
+def _targets(queries: Sequence[Query], instant: bool = False, as_table: bool = False) -> list[Any]:
+    built: list[Any] = []  # the panels take any data source's query builders
     for index, query in enumerate(queries):
         target = prometheus.Dataquery().ref_id(chr(ord("A") + index)).datasource(DATASOURCE).expr(query.expr)
         if query.legend:
@@ -132,15 +139,12 @@ def _steps(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
     return dashboard.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(v, c) for v, c in steps])
 
 
-GREEN = ((None, "green"),)
-
-
-def graph(title: str, description: str, unit: str, *queries: Query, span: int = 12, min_value: float | None = 0,
+def graph(title: str, description: str, unit: str, *queries: Query, min_value: float | None = 0,
           max_value: float | None = None, thresholds: dashboard.ThresholdsConfig | None = None) -> timeseries.Panel:
     """A time-series panel."""
     panel = (
         timeseries.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
-        .targets(_targets(queries)).span(span).height(8).fill_opacity(10)
+        .targets(_targets(queries)).span(12).height(8).fill_opacity(10)
         .legend(VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.TABLE)
                 .placement(LegendPlacement.RIGHT).calcs(["lastNotNull", "max"]))
     )
@@ -156,13 +160,13 @@ def graph(title: str, description: str, unit: str, *queries: Query, span: int = 
 
 
 def headline(title: str, description: str, unit: str, query: Query, span: int = 4,
-             thresholds: dashboard.ThresholdsConfig | None = None, mappings: list[ValueMap] | None = None) -> stat.Panel:
+             thresholds: dashboard.ThresholdsConfig | None = None, mappings: list[Any] | None = None) -> stat.Panel:
     """A stat panel showing one current number."""
     panel = (
         stat.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE)
         .targets(_targets([query], instant=True)).span(span).height(4)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-        .thresholds(thresholds or _steps(*GREEN))
+        .thresholds(thresholds or _steps((None, "green")))
     )
     if mappings:
         panel = panel.mappings(mappings)
@@ -183,11 +187,11 @@ def top_table(title: str, description: str, unit: str, query: Query, value_name:
     )
 
 
-def states(title: str, description: str, query: Query, mapping: ValueMap, span: int = 12) -> statetimeline.Panel:
+def states(title: str, description: str, query: Query, mapping: ValueMap) -> statetimeline.Panel:
     """A state timeline of a 0/1 gauge."""
     return (
         statetimeline.Panel().title(title).description(description).unit(Unit.BOOLEAN).datasource(DATASOURCE)
-        .targets(_targets([query])).span(span).height(6).mappings([mapping])
+        .targets(_targets([query])).span(12).height(6).mappings(list[Any]([mapping]))
         .thresholds(_steps((None, "red"), (1, "green")))
     )
 

@@ -10,7 +10,7 @@ import sys
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import orjson
 
@@ -144,7 +144,9 @@ def cmd_try(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve_bridge(bridge: Bridge, args: argparse.Namespace, config_path: Optional[str]) -> int:
+def serve_bridge(
+    bridge: Bridge, args: argparse.Namespace, config_path: Optional[str], on_listening: Optional[Callable[[int], None]] = None
+) -> int:
     """Run a bridge and its server until SIGTERM or SIGINT; SIGHUP reloads `config_path`."""
     listen, grace = args.listen, args.shutdown_grace
     host, port = parse_listen(listen)
@@ -177,6 +179,8 @@ def serve_bridge(bridge: Bridge, args: argparse.Namespace, config_path: Optional
     if config_path and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda s, f: threading.Thread(target=bridge.reload_from_file, args=(config_path,), daemon=True).start())
     server.start()
+    if on_listening is not None:
+        on_listening(server.port)
     bridge.start()
     log.info("serving metrics on %s://%s:%d/metrics%s", "https" if ssl_context else "http", host, server.port, " (basic auth)" if authenticator and authenticator.enabled else "")
     stop.wait()
@@ -226,18 +230,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ConfigError as error:  # the bundled config is tested; this is a packaging fault
         print(error, file=sys.stderr)
         return 1
-    _, port = parse_listen(args.listen)
-    print(
-        f"metrics-bridge demo: simulated inference platform API at {api.url} ({args.pods} pods)\n"
-        f"  metrics:  curl http://localhost:{port}/metrics\n"
-        f"  health:   curl http://localhost:{port}/healthz\n"
-        f"  faults:   curl -X POST -d '{{\"mode\": \"status\", \"status\": 503}}' {api.url.rsplit('/api/', 1)[0]}/-/faults\n"
-        "  stop:     Ctrl-C",
-        file=sys.stderr,
-        flush=True,
-    )
+
+    def banner(port: int) -> None:
+        print(
+            f"metrics-bridge demo: simulated inference platform API at {api.url} ({args.pods} pods)\n"
+            f"  metrics:  curl http://localhost:{port}/metrics\n"
+            f"  status:   http://localhost:{port}/\n"
+            f"  faults:   curl -X POST -d '{{\"mode\": \"status\", \"status\": 503}}' {api.url.rsplit('/api/', 1)[0]}/-/faults\n"
+            "  stop:     Ctrl-C",
+            file=sys.stderr,
+            flush=True,
+        )
+
     try:
-        return serve_bridge(Bridge(config), args, None)
+        return serve_bridge(Bridge(config), args, None, banner)
     finally:
         api.close()
 

@@ -448,7 +448,9 @@ class Target(Strict):
     @classmethod
     def _http_url(cls, url: str) -> str:
         if not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
-            raise ValueError(f"must be an http:// or https:// URL, got {url[:80]!r}")
+            # Shown without user:password@ and the query string, either of which may hold a secret.
+            shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1<redacted>@", url.split("?", 1)[0])
+            raise ValueError(f"must be an http:// or https:// URL, got {shown[:80]!r}")
         return url
 
     @field_validator("method", mode="before")
@@ -464,7 +466,7 @@ class Target(Strict):
             raise ValueError(f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)")
         if self.jitter >= self.interval:
             raise ValueError("jitter must be shorter than interval")
-        problems = []
+        problems: list[str] = []
         known_levels = set(LEVEL_LABELS) | set(self.levels)
         for m_index, mapping in enumerate(self.mappings):
             sources: dict[str, str] = {n: f"labels.{n}" for n in self.labels}

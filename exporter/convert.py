@@ -47,8 +47,13 @@ def _describe(value: Any) -> str:
 def parse_number(value: Any) -> float:
     """Read a JSON number, boolean, numeric string, thousands-separated string or NaN/Inf string."""
     kind = type(value)
-    if kind is float or kind is int:
-        return float(value)
+    if kind is float:
+        return value
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range is ±Inf, as the literal 1e400 reads
+            return math.inf if value > 0 else -math.inf
     if kind is bool:
         return 1.0 if value else 0.0
     if kind is str:

@@ -320,7 +320,7 @@ class DemoServer:
     def url(self) -> str:
         """The metrics endpoint's URL."""
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/api/v1/metrics"
+        return f"http://{host!s}:{port}/api/v1/metrics"
 
     def start(self) -> "DemoServer":
         """Serve on a background thread."""

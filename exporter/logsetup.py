@@ -14,7 +14,6 @@ __all__ = ["configure_logging"]
 
 
 class _TextFormatter(logging.Formatter):
-    converter = time.gmtime
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")

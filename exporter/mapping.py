@@ -6,17 +6,18 @@ of enclosing objects down to the inner ones, and reads each metric's value from 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import orjson
 
 from . import config as cfg
 from .convert import CONVERTERS, ConversionError
 from .exposition import escape_label_value
-from .paths import Getter, compile_path
+from .paths import Getter, PathError, compile_path
 
 __all__ = ["MappingError", "MapResult", "Mapper"]
 
@@ -54,7 +55,13 @@ def _label_text(value: Any) -> Optional[str]:
         return str(int(value))
     if kind in (int, float):
         return str(value)
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or nesting deeper than orjson writes (255)
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise MappingError("a label value is an array or object nested too deeply to write as text") from None
 
 
 LabelReader = Callable[[Any, Any], str]
@@ -175,7 +182,12 @@ def _compile_aggregate(how: str, convert_one: Callable[[Any], float]) -> Callabl
             return min(values)
         if how == "max":
             return max(values)
-        total = math.fsum(values) if how == "sum" else math.fsum(values) / len(values)
+        try:
+            total = math.fsum(values)
+        except (OverflowError, ValueError):  # fsum refuses what float addition makes ±Inf (overflow) or NaN (Inf - Inf)
+            total = sum(values)
+        if how == "mean":
+            total /= len(values)
         # 15 significant digits: "250m" + "1834567123n" is 2.084567123, not 2.0845671230000002.
         return float(f"{total:.15g}")
 
@@ -214,6 +226,7 @@ class _Metric:
         exact = inverse > 1 and str(inverse).rstrip("0") == "1" and abs(inverse * metric.scale - 1.0) < 1e-12
         self.divisor = float(inverse) if exact else None
         self.default = metric.default
+        self.memo: dict[str, float] = {}  # string value → converted value, filled by Mapper.map up to _MEMO_SIZE
         self.reduce: Optional[Callable[[Any], float]] = None
         if metric.aggregate is not None:
             self.plain = False
@@ -326,51 +339,95 @@ class Mapper:
 
     def map(self, document: Any, result: Optional[MapResult] = None) -> MapResult:
         """Map one parsed document into `result` (a new one if not given); raise MappingError if it does not fit."""
+        try:
+            return self._map(document, result)
+        except PathError as exc:  # a JMESPath function given a value of the wrong type by this document
+            raise MappingError(str(exc)) from None
+
+    def _map(self, document: Any, result: Optional[MapResult] = None) -> MapResult:
+        """The loop behind `map`.
+
+        This is the hot loop (200k samples a poll in bench/). Per element, the series text shared by the metrics that
+        have no labels of their own is built, and its level labels checked, once rather than once per metric; and
+        string values go through a per-metric memo, since APIs repeat them ("16Gi", "1250m", "87.5 %"). Together
+        these halve the time of the plain per-sample loop.
+        """
         if result is None:
             result = self.new_result()
         families = result.families
+        skip_bad_values = self.skip_bad_values
         for group in self.groups:
-            metrics = [(m, families.setdefault(m.name, {})) for m in group.metrics]
+            # Metrics without labels of their own share one series text per level: their "slot".
+            slots: dict[tuple[str, tuple[str, ...]], int] = {}
+            plans = []
+            for metric in group.metrics:
+                slot = -1 if metric.labels else slots.setdefault((metric.prefix, tuple(metric.required)), len(slots))
+                exact = metric.divisor is None and metric.scale == 1.0
+                plans.append((metric, families.setdefault(metric.name, {}), slot, metric.getter, metric.info, metric.plain, exact, metric.memo))
+            prefixes = [prefix for prefix, _ in slots]
+            required = [names for _, names in slots]
             group_labels = group.labels
             copied_labels = group.copied_labels
             for element, key, outer in group.elements(document):
                 common = outer + _render_labels(group_labels, element, key) if group_labels else outer
                 if copied_labels is not None:
                     common += copied_labels(element)
-                for metric, series in metrics:
-                    self._sample(metric, series, element, key, common, result)
+                texts = [prefix + common + "}" for prefix in prefixes]
+                empty = [_empty_label(text, names) for text, names in zip(texts, required)]
+                for metric, series, slot, getter, info, plain, exact, memo in plans:
+                    if info:
+                        value = 1.0
+                    else:
+                        raw = getter(element)
+                        if raw is None:
+                            if metric.default is None:
+                                result.missing_values += 1
+                                continue
+                            value = metric.default
+                        elif plain and (type(raw) is float or type(raw) is int):
+                            try:
+                                value = float(raw) if exact else metric.rescale(float(raw))
+                            except OverflowError:  # an integer beyond the float range: ±Inf, as 1e400 reads
+                                value = metric.value(raw)
+                        else:
+                            cached = memo.get(raw) if type(raw) is str else None
+                            if cached is None:
+                                try:
+                                    value = metric.value(raw)
+                                except ConversionError as exc:
+                                    if skip_bad_values:
+                                        result.bad_values += 1
+                                        continue
+                                    raise MappingError(f"{metric.where} {metric.name} (value {metric.path!r}): {exc}") from None
+                                if type(raw) is str and len(memo) < _MEMO_SIZE:
+                                    memo[raw] = value
+                            else:
+                                value = cached
+                    if slot >= 0:
+                        text = texts[slot]
+                        label = empty[slot]
+                    else:
+                        text = metric.prefix + common + _render_labels(metric.labels, element, key) + "}"
+                        label = _empty_label(text, metric.required)
+                    if label is not None:
+                        if skip_bad_values:
+                            result.bad_values += 1
+                            continue
+                        raise MappingError(f"{metric.where} {metric.name}: empty {label!r} label")
+                    size = len(series)
+                    series[text] = value
+                    if len(series) == size:
+                        result.duplicates += 1
         return result
 
-    def _sample(self, metric: _Metric, series: Series, element: Any, key: Any, common: str, result: MapResult) -> None:
-        if metric.info:
-            value = 1.0
-        else:
-            raw = metric.getter(element)  # type: ignore[misc]
-            if raw is None:
-                if metric.default is None:
-                    result.missing_values += 1
-                    return
-                value = metric.default
-            elif metric.plain and (type(raw) is float or type(raw) is int):
-                value = metric.rescale(float(raw))
-            else:
-                try:
-                    value = metric.value(raw)
-                except ConversionError as exc:
-                    if self.skip_bad_values:
-                        result.bad_values += 1
-                        return
-                    raise MappingError(f"{metric.where} {metric.name} (value {metric.path!r}): {exc}") from None
-        labels = common + _render_labels(metric.labels, element, key) if metric.labels else common
-        text = metric.prefix + labels + "}"
-        for required in metric.required:
-            start = text.find(required)
-            if start < 0 or text[start + len(required)] == '"':
-                if self.skip_bad_values:
-                    result.bad_values += 1
-                    return
-                raise MappingError(f"{metric.where} {metric.name}: empty {required[1:-2]!r} label")
-        size = len(series)
-        series[text] = value
-        if len(series) == size:
-            result.duplicates += 1
+
+_MEMO_SIZE = 4096  # converted string values remembered per metric; the first ones seen stay
+
+
+def _empty_label(text: str, required: Sequence[str]) -> Optional[str]:
+    """The first of the `required` label prefixes (`,pod="`) absent or empty in a series text, by name; else None."""
+    for prefix in required:
+        start = text.find(prefix)
+        if start < 0 or text[start + len(prefix)] == '"':
+            return prefix[1:-2]
+    return None

@@ -23,7 +23,7 @@ _SIMPLE = re.compile(rf"^{_SEGMENT}(?:\.{_SEGMENT})*$")
 
 
 class PathError(ValueError):
-    """A path expression that does not compile."""
+    """A path expression that does not compile, or a JMESPath function given a value of the wrong type."""
 
 
 def _unquote(segment: str) -> str:
@@ -82,4 +82,12 @@ def compile_path(expression: str) -> Getter:
     except JMESPathError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PathError(f"invalid JMESPath expression {expression!r}: {reason}") from None
-    return compiled.search
+    search = compiled.search
+
+    def get(node: Any) -> Any:
+        try:
+            return search(node)
+        except JMESPathError as exc:  # `length(name)` on a null name: the document does not fit the path
+            raise PathError(f"path {expression!r} failed on the document: {str(exc)[:200]}") from None
+
+    return get

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from .exposition import FamilyHeader, render_samples
+from .exposition import DeflatedChunk, FamilyHeader, render_samples
 from .mapping import MapResult
 
 __all__ = ["Snapshot", "SnapshotStore"]
@@ -15,21 +15,33 @@ __all__ = ["Snapshot", "SnapshotStore"]
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One target's series from one successful poll: per metric, its header and its pre-rendered sample lines."""
+    """One target's series from one successful poll: per metric, its header and its pre-rendered sample lines.
+
+    `deflated` holds the same lines compressed once as gzip segments (one per family, in order), so that a gzip scrape
+    only concatenates them; a snapshot built without them is compressed at scrape time instead.
+    """
 
     target: str
     families: tuple[tuple[FamilyHeader, bytes], ...]
     series: int
     published: float
     stale_after: float
+    deflated: tuple[DeflatedChunk, ...] = ()
 
     @classmethod
     def build(cls, target: str, result: MapResult, headers: Mapping[str, FamilyHeader], stale_after: float) -> "Snapshot":
-        """Render a poll's samples to bytes, metric by metric, skipping metrics with no samples."""
+        """Render a poll's samples to bytes and compress them, metric by metric, skipping metrics with no samples."""
         families = tuple(
             (headers[name], render_samples(name, series)) for name, series in sorted(result.families.items()) if series
         )
-        return cls(target, families, result.series, time.monotonic(), stale_after)
+        deflated = tuple(DeflatedChunk.compress(lines) for _, lines in families)
+        return cls(target, families, result.series, time.monotonic(), stale_after, deflated)
+
+    def family_deflated(self, index: int) -> DeflatedChunk:
+        """The lines of `families[index]` as a gzip segment."""
+        if index < len(self.deflated):
+            return self.deflated[index]
+        return DeflatedChunk.compress(self.families[index][1])
 
     def is_stale(self, now: float) -> bool:
         """Whether the snapshot is older than its target's stale_after."""

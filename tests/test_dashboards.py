@@ -6,6 +6,7 @@ tests/test_live_prometheus.py, which runs every query against a real Prometheus.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 
 from conftest import require_module
 from exporter.selfmetrics import SelfMetrics
+from test_alerts import alert_rules
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = REPO / "dashboards"
@@ -190,3 +192,24 @@ def test_every_self_metric_is_on_the_bridge_health_dashboard() -> None:
     }
     assert len(names) >= 13
     assert names - used == set()
+
+
+def test_the_dashboards_colour_at_the_thresholds_of_the_alerts() -> None:
+    require_module("grafana_foundation_sdk")
+    spec = importlib.util.spec_from_file_location("dashboards_generate", GENERATOR)
+    assert spec and spec.loader
+    generate = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = generate  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(generate)
+    finally:
+        del sys.modules[spec.name]
+    rules = alert_rules()
+    for alert, threshold in [
+        ("MetricsBridgePollFailing", generate.POLL_FAILURE_RATIO_WARNING),
+        ("MetricsBridgeDataStale", generate.STALE_SECONDS_CRITICAL),
+        ("InferenceHighErrorRatio", generate.ERROR_RATIO_WARNING),
+        ("InferenceHighP99Latency", generate.LATENCY_P99_WARNING),
+        ("InferenceContainerNearMemoryLimit", generate.MEMORY_OF_LIMIT_WARNING),
+    ]:
+        assert rules[alert]["expr"].strip().endswith(f"> {threshold:g}"), alert

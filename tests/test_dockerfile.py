@@ -196,6 +196,7 @@ def hadolint_path() -> str:
     return str(beside) if beside.is_file() else require_tool("hadolint")
 
 
+@pytest.mark.integration
 def test_hadolint_reports_nothing() -> None:
     hadolint = hadolint_path()
     result = subprocess.run([hadolint, "--format", "json", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
@@ -203,6 +204,7 @@ def test_hadolint_reports_nothing() -> None:
     assert result.returncode == 0
 
 
+@pytest.mark.integration
 def test_hadolint_does_report_a_bad_dockerfile() -> None:
     hadolint = hadolint_path()
     bad = "FROM python\nRUN pip install requests\nCMD metrics-bridge run\n"
@@ -225,7 +227,7 @@ def test_runtime_stage_runs_metrics_bridge_as_a_non_root_uid(stages: list[Stage]
 def test_runtime_stage_carries_the_venv_and_nothing_built(stages: list[Stage]) -> None:
     build, runtime = stages[0], stages[-1]
     assert len(stages) == 2 and build.base == runtime.base
-    assert re.fullmatch(r"python:\d+\.\d+(\.\d+)?-slim(-\w+)?", runtime.base), runtime.base
+    assert re.fullmatch(r"(docker\.io/library/)?python:\d+\.\d+(\.\d+)?-slim(-\w+)?", runtime.base), runtime.base
     venv = env_of(runtime)["VIRTUAL_ENV"]
     assert env_of(build)["VIRTUAL_ENV"] == venv, "the venv's scripts hard-code its path: same in both stages"
     assert f"--from={build.name} {venv} {venv}" in runtime.all("COPY")
@@ -286,6 +288,7 @@ def runtime_env(stages: list[Stage], venv: Path) -> dict[str, str]:
     return {**env, "VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+@pytest.mark.integration
 def test_the_built_venv_runs_metrics_bridge_from_the_wheel_without_pip(built_venv: Path, stages: list[Stage], tmp_path: Path) -> None:
     env = runtime_env(stages, built_venv)
     version = subprocess.run(["metrics-bridge", "--version"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -298,6 +301,7 @@ def test_the_built_venv_runs_metrics_bridge_from_the_wheel_without_pip(built_ven
     assert not (built_venv / "bin" / "pip").exists()
 
 
+@pytest.mark.integration
 def test_the_built_venv_checks_the_config_the_image_ships(built_venv: Path, stages: list[Stage], tmp_path: Path) -> None:
     runtime = stages[-1]
     config_copy = next(a for a in runtime.all("COPY") if a.endswith(" /etc/metrics-bridge/config.yaml"))
@@ -312,6 +316,7 @@ def test_the_built_venv_checks_the_config_the_image_ships(built_venv: Path, stag
     assert sorted(p for p in built_venv.rglob("*")) == before, "running wrote into the install: not read-only friendly"
 
 
+@pytest.mark.integration
 def test_the_installed_modules_are_precompiled_for_a_read_only_root(built_venv: Path) -> None:
     (package,) = built_venv.glob("lib/python*/site-packages/exporter")
     tag = sys.implementation.cache_tag
@@ -325,6 +330,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_the_built_venv_serves_healthz_and_stops_cleanly_on_sigterm(built_venv: Path, stages: list[Stage], tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(

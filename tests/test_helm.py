@@ -133,12 +133,14 @@ def test_the_ci_directory_has_the_three_scenarios() -> None:
 # --------------------------------------------------------------------------------------------------- chart files
 
 
+@pytest.mark.integration
 def test_chart_app_version_is_the_package_version() -> None:
     with helm().Chart.load(CHART) as chart:
         assert chart.metadata["appVersion"] == exporter.__version__
         assert chart.metadata["kubeVersion"] == f">={OLDEST_KUBERNETES}.0-0"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_chart_lints_clean_in_strict_mode(scenario: str) -> None:
     for kube in (OLDEST_KUBERNETES, newest_kubernetes()):
@@ -147,6 +149,7 @@ def test_chart_lints_clean_in_strict_mode(scenario: str) -> None:
         assert (findings, report["errors"]) == ([], []), f"Kubernetes {kube}"
 
 
+@pytest.mark.integration
 def test_values_schema_rejects_a_misspelt_key() -> None:
     with helm().Chart.load(CHART) as chart:
         chart.validate_schema(scenario_values("integrations"))
@@ -212,6 +215,7 @@ def expected_kinds(scenario: str) -> list[str]:
     return sorted(kinds)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenario_renders_the_expected_objects(scenario: str) -> None:
     objects = manifests(scenario_values(scenario))
@@ -222,6 +226,7 @@ def test_scenario_renders_the_expected_objects(scenario: str) -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/version"] == exporter.__version__
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("kube", ["oldest", "newest"])
 def test_every_core_manifest_is_valid_kubernetes(scenario: str, kube: str) -> None:
@@ -233,6 +238,7 @@ def test_every_core_manifest_is_valid_kubernetes(scenario: str, kube: str) -> No
         validate(obj, version, strict=True)
 
 
+@pytest.mark.integration
 def test_kubernetes_validate_rejects_an_unknown_field() -> None:
     kubernetes_validate = require_module("kubernetes_validate")
     deployment = workload(manifests({}))
@@ -241,6 +247,7 @@ def test_kubernetes_validate_rejects_an_unknown_field() -> None:
         kubernetes_validate.validate(deployment, newest_kubernetes(), strict=True)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_pods_are_hardened(scenario: str) -> None:
     objects = manifests(scenario_values(scenario))
@@ -261,12 +268,14 @@ def test_pods_are_hardened(scenario: str) -> None:
     assert bridge["resources"]["requests"]["memory"] and bridge["resources"]["limits"]["memory"]
 
 
+@pytest.mark.integration
 def test_the_pod_runs_as_the_images_user() -> None:
     user = re.findall(r"^USER\s+(\d+):(\d+)\s*$", (REPO / "Dockerfile").read_text(), re.M)[-1]
     context = workload(manifests({}))["spec"]["template"]["spec"]["securityContext"]
     assert (str(context["runAsUser"]), str(context["runAsGroup"])) == user
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_probes_and_service_reach_the_metrics_port(scenario: str) -> None:
     objects = manifests(scenario_values(scenario))
@@ -283,6 +292,7 @@ def test_probes_and_service_reach_the_metrics_port(scenario: str) -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
+@pytest.mark.integration
 def test_the_configmap_checksum_rolls_the_pods_when_the_config_changes() -> None:
     def checksum(values: dict[str, Any]) -> str:
         return workload(manifests(values))["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
@@ -344,6 +354,7 @@ def _walk(node: Any, key: str = "") -> list[tuple[str, Any]]:
     return [(key, node)]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_metrics_bridge_check_accepts_the_config_the_configmap_carries(scenario: str, tmp_path: Path) -> None:
     objects = manifests(scenario_values(scenario))
@@ -352,15 +363,18 @@ def test_metrics_bridge_check_accepts_the_config_the_configmap_carries(scenario:
     assert ": OK — " in result.stdout
 
 
+@pytest.mark.integration
 def test_default_config_is_the_example_the_image_ships() -> None:
     assert config_text(manifests({})) == (REPO / "examples" / "config.yaml").read_text(encoding="utf-8")
 
 
+@pytest.mark.integration
 def test_structured_config_reaches_the_bridge_unchanged() -> None:
     config = scenario_values("integrations")["config"]
     assert yaml.safe_load(config_text(manifests({"config": config}))) == config
 
 
+@pytest.mark.integration
 def test_check_fails_when_the_config_names_a_file_no_secret_mounts(tmp_path: Path) -> None:
     values = scenario_values("integrations")
     values["secrets"] = [s for s in values["secrets"] if s["name"] != "billing"]
@@ -368,6 +382,7 @@ def test_check_fails_when_the_config_names_a_file_no_secret_mounts(tmp_path: Pat
         check_in_pod_tree(manifests(values), tmp_path)
 
 
+@pytest.mark.integration
 def test_check_fails_on_a_config_the_bridge_rejects(tmp_path: Path) -> None:
     config = scenario_values("integrations")["config"]
     config["targets"][0]["interval"] = "5s"  # shorter than its 10s timeout
@@ -376,6 +391,7 @@ def test_check_fails_on_a_config_the_bridge_rejects(tmp_path: Path) -> None:
     assert "targets[0]" in result.stderr and "timeout" in result.stderr
 
 
+@pytest.mark.integration
 def test_secrets_mount_read_only_under_the_secrets_directory() -> None:
     objects = manifests(scenario_values("integrations"))
     pod = workload(objects)["spec"]["template"]["spec"]
@@ -389,6 +405,7 @@ def test_secrets_mount_read_only_under_the_secrets_directory() -> None:
 # --------------------------------------------------------------------------------------------------- sharding
 
 
+@pytest.mark.integration
 def test_unsharded_release_is_one_deployment_pod_without_shard_flags() -> None:
     objects = manifests({})
     deployment = one(objects, "Deployment")
@@ -397,6 +414,7 @@ def test_unsharded_release_is_one_deployment_pod_without_shard_flags() -> None:
     assert (args.shard, args.total_shards) == (0, 1)
 
 
+@pytest.mark.integration
 def test_each_shard_polls_its_own_targets_and_together_they_poll_all() -> None:
     values = scenario_values("sharded")
     objects = manifests(values)
@@ -419,6 +437,7 @@ def test_each_shard_polls_its_own_targets_and_together_they_poll_all() -> None:
     assert sorted(polled) == sorted(targets)
 
 
+@pytest.mark.integration
 def test_a_missing_pod_index_label_stops_the_pod_rather_than_defaulting_to_shard_0() -> None:
     bridge = container(manifests(scenario_values("sharded")))
     env = {**pod_env(bridge), "METRICS_BRIDGE_SHARD": ""}  # what the downward API gives before Kubernetes 1.28
@@ -429,6 +448,7 @@ def test_a_missing_pod_index_label_stops_the_pod_rather_than_defaulting_to_shard
 # --------------------------------------------------------------------------------------------------- operator kinds
 
 
+@pytest.mark.integration
 def test_service_monitor_scrapes_every_pod_as_job_metrics_bridge() -> None:
     values = scenario_values("integrations")
     objects = manifests(values)
@@ -455,6 +475,7 @@ def test_service_monitor_scrapes_every_pod_as_job_metrics_bridge() -> None:
                              "relabelings", "metricRelabelings"}
 
 
+@pytest.mark.integration
 def test_prometheus_rule_holds_exactly_the_alerts_file() -> None:
     objects = manifests(scenario_values("integrations"))
     rule = one(objects, "PrometheusRule")
@@ -469,6 +490,7 @@ def test_prometheus_rule_holds_exactly_the_alerts_file() -> None:
         assert ("alert" in item) != ("record" in item) and isinstance(item["expr"], (str, int, float))
 
 
+@pytest.mark.integration
 def test_dashboards_become_configmaps_for_the_grafana_sidecar() -> None:
     objects = manifests(scenario_values("integrations"))
     dashboards = {
@@ -479,12 +501,16 @@ def test_dashboards_become_configmaps_for_the_grafana_sidecar() -> None:
     }
     sources = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in (REPO / "dashboards").glob("*.json")}
     assert sources and dashboards == sources
+    names = [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"]
+    assert len(set(names)) == len(names), names
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", n) for n in names), names
     for o in objects:
         if o["kind"] == "ConfigMap" and "grafana_dashboard" in o["metadata"]["labels"]:
             assert o["metadata"]["annotations"] == {"grafana_folder": "Exporters"}
             assert len(json.dumps(o)) < 1024 * 1024, "a ConfigMap holds at most 1 MiB"
 
 
+@pytest.mark.integration
 def test_network_policy_and_disruption_budget_select_the_bridge_pods() -> None:
     objects = manifests(scenario_values("integrations"))
     pod_labels = workload(objects)["spec"]["template"]["metadata"]["labels"]
@@ -499,6 +525,7 @@ def test_network_policy_and_disruption_budget_select_the_bridge_pods() -> None:
     assert "minAvailable" in one(manifests({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}}), "PodDisruptionBudget")["spec"]
 
 
+@pytest.mark.integration
 def test_web_config_mounts_its_secret_and_passes_the_flag() -> None:
     scrape_auth = {"username": {"name": "scrape", "key": "username"}, "password": {"name": "scrape", "key": "password"}}
     values = {
@@ -519,12 +546,14 @@ def test_web_config_mounts_its_secret_and_passes_the_flag() -> None:
     require_module("kubernetes_validate").validate(workload(objects), newest_kubernetes(), strict=True)
 
 
+@pytest.mark.integration
 def test_with_basic_auth_the_readiness_probe_uses_the_open_healthz() -> None:
     values = {"webConfig": {"enabled": True, "secretName": "metrics-bridge-web", "basicAuth": True}}
     probe = container(manifests(values))["readinessProbe"]["httpGet"]
     assert probe == {"path": "/healthz", "port": "http", "scheme": "HTTP"}
 
 
+@pytest.mark.integration
 def test_notes_tell_where_the_metrics_appear() -> None:
     notes = render(scenario_values("integrations"))["metrics-bridge/templates/NOTES.txt"]
     assert "port-forward service/metrics-bridge 9877:9877" in notes

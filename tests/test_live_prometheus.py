@@ -7,19 +7,19 @@ is the real 10 minutes, but its 10-minute window fills from the few seconds of h
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, cast
 
 import pytest
 
@@ -136,9 +136,22 @@ def start_demo() -> tuple[Process, str, str]:
          "--interval", "1", "--pods", str(DEMO_PODS)],
         REPO,
     )
-    api = wait_until(lambda: demo.find(r"API at (http://127\.0\.0\.1:\d+)/api/v1/metrics"), timeout=20)
-    metrics = wait_until(lambda: demo.find(r"serving metrics on http://(127\.0\.0\.1:\d+)/metrics"), timeout=20)
-    return demo, metrics.group(1), api.group(1)  # type: ignore[union-attr]
+    try:
+        api = cast(re.Match, wait_until(lambda: demo.find(r"API at (http://127\.0\.0\.1:\d+)/api/v1/metrics"), timeout=20))
+        metrics = cast(re.Match, wait_until(lambda: demo.find(r"serving metrics on http://(127\.0\.0\.1:\d+)/metrics"), timeout=20))
+    except BaseException:
+        demo.stop()
+        raise
+    return demo, metrics.group(1), api.group(1)
+
+
+def ready_or_exited(process: Process, url: str) -> bool:
+    """Whether Prometheus at `url` is ready, or its process has exited (nothing more to wait for)."""
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return process.popen.poll() is not None
 
 
 def start_prometheus(binary: str, workdir: Path, scrape_address: str) -> tuple[Process, str]:
@@ -162,15 +175,11 @@ def start_prometheus(binary: str, workdir: Path, scrape_address: str) -> tuple[P
             workdir,
         )
         url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    return response.status == 200
-            except OSError:
-                return process.popen.poll() is not None  # stop waiting: it exited
-
-        wait_until(ready, timeout=30, interval=0.1)
+        try:
+            wait_until(functools.partial(ready_or_exited, process, url), timeout=30, interval=0.1)
+        except BaseException:
+            process.stop()
+            raise
         if process.popen.poll() is None:
             return process, url
     pytest.fail("prometheus would not start:\n" + process.output())
@@ -260,10 +269,10 @@ def test_injected_poll_failures_make_the_poll_failing_alert_pending_or_firing(st
     assert stack.active_alerts("MetricsBridgePollFailing") == []
     stack.set_fault({"mode": "status", "status": 503, "ratio": 1.0})
     try:
-        alerts = wait_until(lambda: stack.active_alerts("MetricsBridgePollFailing"), timeout=30, interval=0.5)
+        alerts = cast(list, wait_until(lambda: stack.active_alerts("MetricsBridgePollFailing"), timeout=30, interval=0.5))
     finally:
         stack.set_fault({"mode": "none"})
-    for alert in alerts:  # type: ignore[union-attr]
+    for alert in alerts:
         assert alert["state"] in ("pending", "firing")
         assert alert["labels"]["job"] == JOB and alert["labels"]["target"] in DEMO_TARGETS
         assert alert["labels"]["severity"] == "warning"
