@@ -252,7 +252,8 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool) -> dict[
         loads = bridge.ask({"cmd": "loads", "repeat": plan.loads_repeat})
         out["loads"] = sum(v["loads"] for v in loads.values())
         out["response_bytes"] = sum(v["bytes"] for v in loads.values())
-        out["rss_polled"] = bridge.ask({"cmd": "memory"})["rss"]
+        memory = bridge.ask({"cmd": "memory"})
+        out["rss_polled"], out["rss_peak_polling"] = memory["rss"], memory["peak"]
         # 2. Scrape latency with no poll running, plain and gzip, every response checked.
         expect = out["series"]
         out["scrape_plain"] = scrape_series(port, False, plan.scrapes, expect)

@@ -99,7 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_try(args: argparse.Namespace) -> int:
     """Map one saved (or freshly fetched) response with one target's mappings and print the exposition."""
-    from .client import FetchError, TargetClient
+    from .client import FetchError, Redactor, TargetClient
     from .mapping import Mapper
     from .poller import Poller
     from .store import Snapshot
@@ -130,7 +130,8 @@ def cmd_try(args: argparse.Namespace) -> int:
         print(f"metrics-bridge: fetch failed ({error.reason}): {error}", file=sys.stderr)
         return 1
     except MappingError as error:
-        print(f"metrics-bridge: mapping failed: {error}", file=sys.stderr)
+        # The message quotes values from the response, which may echo a credential back.
+        print(f"metrics-bridge: mapping failed: {Redactor(target).redact(str(error))}", file=sys.stderr)
         return 1
     headers = Poller.family_headers(target)
     snapshot = Snapshot.build(target.name, result, headers, float("inf"))

@@ -336,8 +336,10 @@ class TargetClient:
             )
         except requests.exceptions.SSLError as exc:
             raise FetchError("tls", redact(f"TLS handshake failed: {_describe(exc)}")) from None
-        except requests.exceptions.Timeout as exc:
-            raise FetchError("timeout", redact(f"no answer within {self.target.timeout:g}s: {_describe(exc)}")) from None
+        except requests.exceptions.ConnectTimeout:  # a firewall dropping packets, or a listener that never accepts
+            raise FetchError("timeout", f"no connection within {self.target.timeout:g}s (connect timeout)") from None
+        except requests.exceptions.Timeout:  # connected, but the status line and headers did not come in time
+            raise FetchError("timeout", f"no answer within {self.target.timeout:g}s (read timeout)") from None
         except (requests.exceptions.ConnectionError, requests.exceptions.InvalidURL) as exc:
             raise FetchError("connection", redact(f"cannot connect: {_describe(exc)}")) from None
         except requests.exceptions.RequestException as exc:

@@ -93,12 +93,34 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
         # The common case: a plain string field, read without the extra checks.
         def read_plain(node: Any, key: Any) -> str:
             raw = getter(node)
-            if type(raw) is str:
+            if type(raw) is not str:
+                raw = _label_text(raw)
+                if raw is None:
+                    return ""
+            if "\\" in raw or '"' in raw or "\n" in raw:  # escape_label_value's test, without the call
                 return escape_label_value(raw)
-            text = _label_text(raw)
-            return "" if text is None else escape_label_value(text)
+            return raw
 
         return read_plain
+    if pattern is not None and not spec.key:
+        # A field cut down by a regex (`id` → pod name): `read` without its key and escaping calls.
+        search = pattern.search
+
+        def read_match(node: Any, key: Any) -> str:
+            raw = getter(node)
+            if type(raw) is not str:
+                raw = _label_text(raw)
+                if raw is None:
+                    return default
+            match = search(raw)
+            if match is None:
+                return default
+            raw = match.group(group) or default
+            if "\\" in raw or '"' in raw or "\n" in raw:
+                return escape_label_value(raw)
+            return raw
+
+        return read_match
     return read
 
 
@@ -108,6 +130,20 @@ def _compile_labels(labels: dict[str, cfg.LabelFrom]) -> list[tuple[str, LabelRe
 
 def _render_labels(readers: list[tuple[str, LabelReader]], node: Any, key: Any) -> str:
     return "".join([prefix + read(node, key) + '"' for prefix, read in readers])
+
+
+def _label_renderer(readers: list[tuple[str, LabelReader]]) -> Callable[[Any, Any], str]:
+    """`_render_labels` for these readers as one function: an f-string for up to three labels, not a join."""
+    if len(readers) == 1:
+        (p0, r0), = readers
+        return lambda node, key: f'{p0}{r0(node, key)}"'
+    if len(readers) == 2:
+        (p0, r0), (p1, r1) = readers
+        return lambda node, key: f'{p0}{r0(node, key)}"{p1}{r1(node, key)}"'
+    if len(readers) == 3:
+        (p0, r0), (p1, r1), (p2, r2) = readers
+        return lambda node, key: f'{p0}{r0(node, key)}"{p1}{r1(node, key)}"{p2}{r2(node, key)}"'
+    return lambda node, key: _render_labels(readers, node, key)
 
 
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
@@ -202,6 +238,10 @@ class _Step:
     labels: list[tuple[str, LabelReader]]
     decode_json: bool
     single: bool
+    render: Optional[Callable[[Any, Any], str]] = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.render = _label_renderer(self.labels) if self.labels else None
 
 
 class _Metric:
@@ -310,10 +350,10 @@ class _Group:
             raise MappingError(
                 f"{self.where}.each[{step.index}] {step.path!r}: expected an array or object, got {type(found).__name__}"
             )
-        readers = step.labels
+        render = step.render
         last = depth + 1 == len(self.steps)
         for item_key, element in items:
-            text = labels + _render_labels(readers, element, item_key) if readers else labels
+            text = labels + render(element, item_key) if render is not None else labels
             if last:
                 yield element, item_key, text
             else:
@@ -363,18 +403,26 @@ class Mapper:
             for metric in group.metrics:
                 slot = -1 if metric.labels else slots.setdefault((metric.prefix, tuple(metric.required)), len(slots))
                 exact = metric.divisor is None and metric.scale == 1.0
-                plans.append((metric, families.setdefault(metric.name, {}), slot, metric.getter, metric.info, metric.plain, exact, metric.memo))
+                own = _label_renderer(metric.labels) if metric.labels else None
+                plans.append((metric, families.setdefault(metric.name, {}), slot, metric.getter, metric.info, metric.plain, exact, metric.memo, own))
             prefixes = [prefix for prefix, _ in slots]
             required = [names for _, names in slots]
-            group_labels = group.labels
+            one_slot = len(slots) == 1
+            prefix0, required0 = (prefixes[0], required[0]) if one_slot else ("", ())
+            group_labels = _label_renderer(group.labels) if group.labels else None
             copied_labels = group.copied_labels
             for element, key, outer in group.elements(document):
-                common = outer + _render_labels(group_labels, element, key) if group_labels else outer
+                common = outer + group_labels(element, key) if group_labels is not None else outer
                 if copied_labels is not None:
                     common += copied_labels(element)
-                texts = [prefix + common + "}" for prefix in prefixes]
-                empty = [_empty_label(text, names) for text, names in zip(texts, required)]
-                for metric, series, slot, getter, info, plain, exact, memo in plans:
+                if one_slot:
+                    text = prefix0 + common + "}"
+                    texts: Sequence[str] = (text,)
+                    empty: Sequence[Optional[str]] = (_empty_label(text, required0) if required0 else None,)
+                else:
+                    texts = [prefix + common + "}" for prefix in prefixes]
+                    empty = [_empty_label(text, names) for text, names in zip(texts, required)]
+                for metric, series, slot, getter, info, plain, exact, memo, own in plans:
                     if info:
                         value = 1.0
                     else:
@@ -407,7 +455,7 @@ class Mapper:
                         text = texts[slot]
                         label = empty[slot]
                     else:
-                        text = metric.prefix + common + _render_labels(metric.labels, element, key) + "}"
+                        text = metric.prefix + common + own(element, key) + "}"
                         label = _empty_label(text, metric.required)
                     if label is not None:
                         if skip_bad_values:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 from typing import Any, Callable, Iterable, Optional
@@ -14,7 +13,8 @@ from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, ch
 import orjson
 
 from .bridge import Bridge
-from .collector import render_exposition
+from .collector import render_exposition, render_exposition_deflated
+from .exposition import DeflatedChunk, gzip_member
 from .status import render_status_page, target_statuses
 from .webconfig import Authenticator
 
@@ -36,11 +36,46 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 def render_metrics(bridge: Bridge, accept: str) -> tuple[bytes, str]:
     """The whole exposition for an Accept header: bridged series, then the self-metrics."""
+    chunks, content_type = render_metrics_chunks(bridge, accept, compressed=False)
+    return b"".join(chunks), content_type
+
+
+def render_metrics_chunks(bridge: Bridge, accept: str, compressed: bool) -> tuple[list[bytes], str]:
+    """The exposition as byte strings to send in turn, without joining them; gzip-encoded when `compressed`.
+
+    The bridged series are the snapshots' own bytes (or their gzip segments, compressed when each poll was published),
+    so a scrape neither copies 30 MB nor compresses it: at 200k series, joining took about 30 ms a scrape and a MB of
+    memory per concurrent scrape per 30k series, and `gzip.compress(level=1)` about 80 ms. Only the self-metrics are
+    encoded (and compressed) now.
+    """
     encoder, content_type = choose_encoder(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
-    chunks = render_exposition(bridge.store.current(), openmetrics=openmetrics)
-    chunks.append(encoder(bridge.metrics.registry))
-    return b"".join(chunks), content_type
+    snapshots = bridge.store.current()
+    self_metrics = encoder(bridge.metrics.registry)
+    if compressed:
+        segments = render_exposition_deflated(snapshots, openmetrics=openmetrics)
+        segments.append(DeflatedChunk.compress(self_metrics))
+        return _coalesce(gzip_member(segments)), content_type
+    chunks = render_exposition(snapshots, openmetrics=openmetrics)
+    chunks.append(self_metrics)
+    return _coalesce(chunks), content_type
+
+
+def _coalesce(chunks: list[bytes], small: int = 1 << 16) -> list[bytes]:
+    """Join runs of small chunks, so the server makes a few large writes rather than many small ones."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for chunk in chunks:
+        if len(chunk) >= small:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(chunk)
+        else:
+            run.append(chunk)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def create_app(
@@ -70,14 +105,14 @@ def create_app(
         if path == "/metrics":
             if method not in ("GET", "HEAD"):
                 return text(start_response, "405 Method Not Allowed", "use GET\n")
-            body, content_type = render_metrics(bridge, environ.get("HTTP_ACCEPT", ""))
+            compressed = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            chunks, content_type = render_metrics_chunks(bridge, environ.get("HTTP_ACCEPT", ""), compressed)
             headers = [("Content-Type", content_type), ("Vary", "Accept, Accept-Encoding")]
-            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-                body = gzip.compress(body, compresslevel=1)
+            if compressed:
                 headers.append(("Content-Encoding", "gzip"))
-            headers.append(("Content-Length", str(len(body))))
+            headers.append(("Content-Length", str(sum(len(chunk) for chunk in chunks))))
             start_response("200 OK", headers)
-            return [b""] if method == "HEAD" else [body]
+            return [b""] if method == "HEAD" else chunks
         if path == "/healthz":
             return text(start_response, *(("200 OK", "ok\n") if bridge.healthy() else ("503 Service Unavailable", "scheduler not running\n")))
         if path == "/readyz":
@@ -111,11 +146,21 @@ class _Handler(_SilentHandler):
     timeout = 30
 
 
+class _BackloggedServer(ThreadingWSGIServer):
+    """prometheus_client's threaded WSGI server with a listen backlog of 128 instead of socketserver's 5.
+
+    With 5, twenty scrapers connecting at once overflow the accept queue and the dropped SYNs are retried after 1 s
+    (measured in bench/: p99 1.07 s with 5, 0.13 s with 128, for 20 parallel scrapers).
+    """
+
+    request_queue_size = 128
+
+
 class MetricsServer:
     """A threaded HTTP server for a WSGI app, run on a background thread."""
 
     def __init__(self, app: WSGIApp, host: str, port: int, ssl_context: Optional[Any] = None) -> None:
-        self.httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Handler)
+        self.httpd = make_server(host, port, app, _BackloggedServer, handler_class=_Handler)
         if ssl_context is not None:
             # The handshake happens on the request's own thread, so a silent client cannot stall accept().
             self.httpd.socket = ssl_context.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)

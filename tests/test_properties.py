@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -189,8 +189,9 @@ GENERATION_TARGET = """
 """
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(pods=st.integers(1, 60), families=st.integers(1, 4), scrapers=st.integers(1, 3), polls=st.integers(10, 30))
+# No shrinking: a torn scrape depends on timing, so shrinking would mostly re-run passing interleavings.
+@settings(max_examples=5, deadline=None, phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.too_slow])
+@given(pods=st.integers(1, 60), families=st.integers(1, 4), scrapers=st.integers(1, 3), polls=st.integers(8, 20))
 def test_each_scrape_sees_one_polls_data_per_target_under_concurrent_polls(pods, families, scrapers, polls):
     """Every sample of a poll carries its generation (as value and label), and the pod count varies by generation,
     so a scrape that mixed two polls of one target would show two generations or the wrong number of samples."""

@@ -180,8 +180,9 @@ def poll_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: p
             assert poller.poll(), f"{target.name}: {poller.status.last_outcome}: {poller.status.last_error}"
         finally:
             poller.client.close()
-        assert metrics.duplicate_series.labels(target.name)._value.get() == 0
-        dropped = metrics.samples_dropped.labels(target.name, "bad_value")._value.get()
+        counted = metrics.registry.get_sample_value
+        assert not counted("metrics_bridge_duplicate_series_total", {"target": target.name})
+        dropped = counted("metrics_bridge_samples_dropped_total", {"target": target.name, "reason": "bad_value"}) or 0
         assert dropped == (scenario.bad_values or {}).get(target.name, 0), f"{target.name}: {dropped} bad value(s)"
     return b"".join(render_exposition(store.current())).decode()
 
