@@ -7,6 +7,7 @@ standard input with one JSON line on standard output:
 
     {"cmd": "poll", "rounds": 3}    poll every target in turn, `rounds` times, on this thread, before the scheduler runs:
                                     the same `Poller` the scheduler's workers use, publishing to the served store
+    {"cmd": "stages", "rounds": 3}  the same polls taken apart: fetch (HTTP + orjson.loads), map, render + compress
     {"cmd": "loads", "repeat": 5}   fetch each target's body once and time `orjson.loads` alone on those bytes
     {"cmd": "start"}                start the scheduler (every target's first poll is now)
     {"cmd": "memory"}               current and peak RSS, in bytes
@@ -34,6 +35,7 @@ from exporter.bridge import Bridge  # noqa: E402
 from exporter.config import Config, load_config  # noqa: E402
 from exporter.logsetup import configure_logging  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
+from exporter.store import Snapshot  # noqa: E402
 from exporter.server import MetricsServer, create_app  # noqa: E402
 
 
@@ -77,6 +79,27 @@ def poll_rounds(pollers: dict[str, Poller], rounds: int) -> dict[str, Any]:
     return {"durations": durations, "series": series, "failures": failures}
 
 
+def poll_stages(pollers: dict[str, Poller], rounds: int) -> dict[str, dict[str, float]]:
+    """Median seconds of each stage of `Poller.poll`, per target: where poll-to-publish goes."""
+    stages: dict[str, dict[str, list[float]]] = {name: {"fetch": [], "map": [], "render": [], "publish": []} for name in pollers}
+    for _ in range(rounds):
+        for name, poller in pollers.items():
+            t0 = time.perf_counter()
+            fetched = poller.client.fetch()
+            t1 = time.perf_counter()
+            result = poller.mapper.new_result()
+            for document in fetched.documents:
+                poller.mapper.map(document, result)
+            t2 = time.perf_counter()
+            snapshot = Snapshot.build(name, result, poller.headers, poller.target.effective_stale_after)
+            t3 = time.perf_counter()
+            poller.publish(snapshot)
+            t4 = time.perf_counter()
+            for stage, seconds in zip(("fetch", "map", "render", "publish"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                stages[name][stage].append(seconds)
+    return {name: {stage: statistics.median(v) for stage, v in by_stage.items()} for name, by_stage in stages.items()}
+
+
 def time_loads(pollers: dict[str, Poller], repeat: int) -> dict[str, Any]:
     """For each target: fetch its body once, then the median time of `orjson.loads` on those very bytes."""
     out: dict[str, Any] = {}
@@ -118,6 +141,8 @@ def main() -> int:
         cmd = command.get("cmd")
         if cmd == "poll":
             reply: Any = poll_rounds(pollers, int(command.get("rounds", 1)))
+        elif cmd == "stages":
+            reply = poll_stages(pollers, int(command.get("rounds", 1)))
         elif cmd == "loads":
             reply = time_loads(pollers, int(command.get("repeat", 5)))
         elif cmd == "start":

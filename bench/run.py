@@ -74,7 +74,11 @@ class Child:
             [sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file,
             env={**os.environ, **(env or {})}, cwd=ROOT,
         )
-        self.hello = self.read(timeout)
+        try:
+            self.hello = self.read(timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def read(self, timeout: float) -> Any:
         """The next JSON line, or an error naming the log when none comes in time."""
@@ -176,6 +180,7 @@ def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) ->
     deadline = time.monotonic() + seconds
     lock = threading.Lock()
     times: list[float] = []
+    by_kind: dict[bool, list[float]] = {False: [], True: []}
     errors: list[str] = []
     per_scraper_cap = 100_000
 
@@ -197,6 +202,7 @@ def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) ->
                     errors.append(problem)
                 elif result is not None:
                     times.append(result.seconds)
+                    by_kind[use_gzip].append(result.seconds)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(scrapers)]
     for thread in threads:
@@ -209,6 +215,8 @@ def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) ->
         "error_kinds": sorted(set(errors))[:5],
         "p50": percentile(times, 0.5) if times else math.nan,
         "p99": percentile(times, 0.99) if times else math.nan,
+        "plain_p50_p99": [percentile(by_kind[False], q) if by_kind[False] else math.nan for q in (0.5, 0.99)],
+        "gzip_p50_p99": [percentile(by_kind[True], q) if by_kind[True] else math.nan for q in (0.5, 0.99)],
         "seconds": seconds,
         "scrapers": scrapers,
     }
@@ -249,6 +257,8 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool) -> dict[
         out["series"] = sum(polls["series"].values())
         out["poll_to_publish"] = statistics.median(rounds)
         out["poll_targets"] = {name: statistics.median(d) for name, d in polls["durations"].items()}
+        stages = bridge.ask({"cmd": "stages", "rounds": plan.poll_rounds})
+        out["stages"] = {stage: sum(t[stage] for t in stages.values()) for stage in ("fetch", "map", "render", "publish")}
         loads = bridge.ask({"cmd": "loads", "repeat": plan.loads_repeat})
         out["loads"] = sum(v["loads"] for v in loads.values())
         out["response_bytes"] = sum(v["bytes"] for v in loads.values())
@@ -319,20 +329,32 @@ def measure_scheduling(plan: Plan, work: Path) -> dict[str, Any]:
         bridge = Child(["bench/bridge_server.py", "--config", str(path)], work / "schedule-bridge.log")
         started = time.monotonic()
         bridge.ask({"cmd": "start"})
-        time.sleep(max(0.0, plan.schedule_window - (time.monotonic() - started)))
-        metrics = self_metrics(bridge.hello["port"])
+        # Read the start-delay histogram between rounds (80 % into each interval, when no poll is due) to tell the
+        # rounds apart, and once more at the end of the window.
+        rounds = int(plan.schedule_window // plan.schedule_interval) + 1
+        readings = []
+        for k in range(rounds):
+            at = min(plan.schedule_window, (k + 0.8) * plan.schedule_interval) if k < rounds - 1 else plan.schedule_window
+            time.sleep(max(0.0, at - (time.monotonic() - started)))
+            readings.append(self_metrics(bridge.hello["port"]))
+        metrics = readings[-1]
         with_api = scrape_json(api.hello["url"] + "/counts")
     finally:
         for child in (bridge, api):
             if child is not None:
                 child.close()
 
-    def total(name: str, keep: Callable[[dict[str, str]], bool]) -> float:
-        return sum(v for labels, v in metrics.get(name, []) if labels.get("target") in healthy and keep(labels))
+    def total(name: str, keep: Callable[[dict[str, str]], bool], reading: Optional[dict] = None) -> float:
+        return sum(v for labels, v in (reading or metrics).get(name, []) if labels.get("target") in healthy and keep(labels))
+
+    def late(reading: dict) -> float:
+        count = total("metrics_bridge_poll_start_delay_seconds_count", lambda labels: True, reading)
+        return count - total("metrics_bridge_poll_start_delay_seconds_bucket", lambda labels: labels.get("le") == "1.0", reading)
 
     polls = total("metrics_bridge_poll_start_delay_seconds_count", lambda labels: True)
     on_time = total("metrics_bridge_poll_start_delay_seconds_bucket", lambda labels: labels.get("le") == "1.0")
-    rounds = int(plan.schedule_window // plan.schedule_interval) + 1
+    cumulative = [late(reading) for reading in readings]
+    late_by_round = [int(b - a) for a, b in zip([0.0] + cumulative, cumulative)]
     made = [with_api.get(name, 0) for name in healthy]
     return {
         "targets": plan.schedule_targets,
@@ -342,6 +364,7 @@ def measure_scheduling(plan: Plan, work: Path) -> dict[str, Any]:
         "window": plan.schedule_window,
         "healthy_polls": int(polls),
         "late": int(polls - on_time),
+        "late_by_round": late_by_round,
         "skipped": int(total("metrics_bridge_poll_skipped_total", lambda labels: True)),
         "healthy_failures": int(total("metrics_bridge_poll_failures_total", lambda labels: True)),
         "hanging_timeouts": int(sum(
@@ -433,6 +456,20 @@ class Report:
             )
         return "\n".join(rows)
 
+    def stages(self) -> str:
+        """Where poll-to-publish goes, stage by stage, at each size (Markdown)."""
+        rows = [
+            "| series | fetch: HTTP + orjson.loads | map (JSON → samples) | render + compress | publish | orjson.loads alone |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for s in self.sizes:
+            st = s["stages"]
+            rows.append(
+                f"| {s['series']:,} | {st['fetch'] * 1000:.0f} ms | {st['map'] * 1000:.0f} ms | {st['render'] * 1000:.0f} ms "
+                f"| {st['publish'] * 1000:.2f} ms | {s['loads'] * 1000:.0f} ms |"
+            )
+        return "\n".join(rows)
+
     def other(self) -> str:
         """Scheduling and concurrency in words."""
         sched = self.scheduling
@@ -440,7 +477,8 @@ class Report:
         lines = [
             f"- **Scheduling**: {sched['targets']} targets every {sched['interval']:g} s, {sched['hanging']} of them "
             f"hanging until their {sched['timeout']:g} s timeout, watched for {sched['window']:g} s: "
-            f"{sched['healthy_polls']} healthy polls, {sched['late']} started more than 1 s late, {sched['skipped']} skipped, "
+            f"{sched['healthy_polls']} healthy polls, {sched['late']} started more than 1 s late "
+            f"(by round: {', '.join(map(str, sched['late_by_round']))}), {sched['skipped']} skipped, "
             f"{sched['healthy_failures']} failed; the hanging targets timed out {sched['hanging_timeouts']} times. "
             f"The API saw {sched['api_requests_min']}–{sched['api_requests_max']} requests per healthy target "
             f"(expected {sched['expected_per_target']}).",
@@ -448,7 +486,7 @@ class Report:
         if conc:
             lines.append(
                 f"- **Concurrent scrapes** at {self.sizes[-1]['series']:,} series: {conc['scrapers']} scrapers (half gzip) for "
-                f"{conc['seconds']:g} s while the scheduler polled every 5 s: {conc['scrapes']} scrapes, {conc['errors']} errors"
+                f"{conc['seconds']:g} s while the scheduler polled every target at the demo config's intervals: {conc['scrapes']} scrapes, {conc['errors']} errors"
                 f"{' (' + '; '.join(conc['error_kinds']) + ')' if conc['errors'] else ''}, p50 {conc['p50'] * 1000:.0f} ms, "
                 f"p99 {conc['p99'] * 1000:.0f} ms; {conc['polls']:g} polls of the large targets ran meanwhile, "
                 f"{conc['poll_failures']:g} failed, {conc['skipped']:g} skipped."
@@ -497,6 +535,7 @@ def plot(report: Report, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     xs = [s["series"] / 1000 for s in report.sizes]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -506,6 +545,8 @@ def plot(report: Report, path: Path) -> None:
     left.plot(xs, [s["scrape_gzip"]["p50"] * 1000 for s in report.sizes], "s--", color="tab:blue", alpha=0.6, label="bridge over HTTP, gzip, p50")
     left.axhline(50, color="grey", linestyle=":", linewidth=1, label="target 50 ms")
     left.set_yscale("log")
+    left.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xlabel("bridged series (thousands)")
     left.set_ylabel("ms per scrape (log scale)")
     left.set_title("Scrape latency")
@@ -526,47 +567,72 @@ def plot(report: Report, path: Path) -> None:
     plt.close(fig)
 
 
-def write_results(report: Report, out: Path, extra: str) -> Path:
-    """RESULTS.md: the table, the per-size numbers, the plot, the machine and the command."""
-    m = report.machine
-    text = f"""# Benchmark results
+SECTION = "## Scale: poll-to-publish, scrapes, memory, scheduling (`bench/run.py`)"
 
-Produced by `{report.command}` in {report.seconds:.0f} s ({report.plan.name} plan), {m['date']}, commit {m['commit']}.
+
+def write_results(report: Report, out: Path, extra: str) -> Path:
+    """Write this run's section of RESULTS.md (table, plot, per-size numbers, machine, command); keep other sections."""
+    m = report.machine
+    plan = report.plan
+    section = f"""{SECTION}
+
+Produced by `{report.command}` in {report.seconds:.0f} s ({plan.name} plan), {m['date']}, commit {m['commit']}.
 Targets from issue 7, judged at the largest size run:
 
 {report.table()}
 
 ![Scrape latency and poll-to-publish against series count](results.png)
 
-## Per size
+### Per size
 
 {report.detail()}
 
 {report.other()}
 
-How each number is taken (`bench/run.py` docstrings say the same):
+Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s stages; medians, summed over targets):
+
+{report.stages()}
+
+### How each number is taken
+
 - **poll-to-publish**: one poll of every demo target in turn (fetch over loopback HTTP, parse, map, render, compress,
-  publish), timed around `Poller.poll` in the bridge process with nothing else running; median of {report.plan.poll_rounds} rounds.
+  publish), timed around `Poller.poll` in the bridge process with nothing else running; median of {plan.poll_rounds} rounds.
   **orjson.loads** is the median time of `orjson.loads` alone on the very bytes of each target's response, summed.
-- **scrape p50/p99**: {report.plan.scrapes} sequential `GET /metrics` on fresh connections, timed from connect to the last body
-  byte, with no poll running; every response is checked (status, and the count of bridged samples after decoding).
-- **generate_latest**: the same samples as labelled `Gauge` children in a prometheus_client registry (a separate process),
-  median of {report.plan.baseline_repeat} in-process `generate_latest` calls; "baseline HTTP" is that registry served by
-  prometheus_client's own `start_http_server` ({report.plan.baseline_scrapes} scrapes each). The speed-up is generate_latest alone
-  (no HTTP) over the bridge's full HTTP scrape, the stricter of the two ratios.
-- **peak RSS**: the bridge process's VmHWM after every phase at that size (the largest size includes the concurrent
-  scrapes); **bytes/series** is the RSS growth from the idle bridge to the bridge holding its snapshots, per series.
+- **scrape p50/p99**: {plan.scrapes} sequential `GET /metrics` (text format) on fresh connections, timed from connect to the
+  last body byte, with no poll running; every response is checked (status, and the count of bridged samples after decoding).
+- **generate_latest**: the same samples as labelled `Gauge` children in a prometheus_client registry (its own process),
+  median of {plan.baseline_repeat} in-process `generate_latest` calls; "baseline HTTP" is that registry served by
+  prometheus_client's `start_http_server` ({plan.baseline_scrapes} scrapes each). The speed-up is `generate_latest` alone (no
+  HTTP) over the bridge's whole HTTP scrape: the stricter of the two ratios.
+- **peak RSS**: the bridge process's VmHWM over every phase at that size (the largest size includes the scheduler
+  polling all targets at once and the concurrent scrapes); **bytes/series** is the RSS growth from the idle bridge to
+  the bridge holding its snapshots, per series.
+- **scheduling**: {plan.schedule_targets} copies of the demo's services target, 5 % pointed at a loopback URL that holds the
+  request past the timeout; "late" and "skipped" come from the bridge's own `metrics_bridge_poll_start_delay_seconds`
+  histogram (bucket 1.0) and `metrics_bridge_poll_skipped_total`, read between rounds; the API counts requests as a check.
+- **concurrent scrapes**: {plan.concurrent_scrapers} threads scraping in a loop (half with gzip) for {plan.concurrent_seconds:g} s
+  while the scheduler polls; every response must be 200 and complete, every fourth is decoded and its samples counted.
 - The demo API runs in its own process with its clock frozen, so every poll gets the same bytes; the bridge still
-  fetches, maps, renders and compresses every poll in full (it has no change detection).
-- The machine has 2 cores shared by the bridge, the API, this driver and possibly other work, so numbers are noisy;
-  the load average at the start is shown below.
+  fetches, maps, renders and compresses every poll in full (it has no change detection). Its sockets set TCP_NODELAY,
+  as Go's net/http and nginx do: Python's http.server writes headers and body apart, and a small body would otherwise
+  wait ~40 ms for a delayed ACK.
+- The machine's 2 cores are shared by the bridge, the API, this driver and any other work, so numbers are noisy; the
+  load average at the start is below.
 {extra}
-## Machine
+### Machine
 
 | | |
 | --- | --- |
 """ + "\n".join(f"| {k} | {v} |" for k, v in m.items()) + "\n"
     path = out / "RESULTS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin = text.find(SECTION + "\n")
+    if begin >= 0:  # replace this run's section, up to the next section
+        following = text.find("\n## ", begin + 1)
+        text = text[:begin] + section + ("\n" + text[following + 1 :] if following >= 0 else "")
+    else:  # first in the file, under the title; other sections (bench/soak.py's) follow
+        rest = text.split("\n", 1)[1].lstrip("\n") if text.startswith("# ") else text.lstrip("\n")
+        text = "# Benchmark results\n\n" + section + ("\n" + rest if rest else "")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -577,7 +643,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes and short windows (CI smoke test)")
     parser.add_argument("--sizes", default=None, help="comma-separated series counts, overriding the plan's")
     parser.add_argument("--out", default=None, help="where to write RESULTS.md and results.png (default: bench/, or a temporary directory with --quick)")
-    parser.add_argument("--profile", default=None, help="a Markdown file whose contents are added to RESULTS.md (e.g. a py-spy summary)")
+    parser.add_argument("--notes", default=None, help="a Markdown file added to RESULTS.md (analysis, profiles)")
     parser.add_argument("--check", action="store_true", help="exit 1 when any target is not met")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
@@ -602,7 +668,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     shutil.rmtree(work, ignore_errors=True)
     report = Report(plan, sizes, scheduling, machine, command, time.monotonic() - started)
     report.evaluate()
-    extra = Path(args.profile).read_text(encoding="utf-8") if args.profile else ""
+    extra = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     plot(report, out / "results.png")
     results = write_results(report, out, extra)
     (out / "results.json").write_bytes(orjson.dumps({"sizes": sizes, "scheduling": scheduling, "machine": machine}, option=orjson.OPT_INDENT_2))
@@ -611,6 +677,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(report.detail())
     print()
     print(report.other())
+    print()
+    print(report.stages())
     print(f"\nwrote {results} and {out / 'results.png'}")
     return 1 if args.check and not all(c.passed for c in report.checks) else 0
 

@@ -26,3 +26,18 @@ def test_the_scrape_returns_the_pre_rendered_bytes_themselves():
     snap = snapshot("a", 1)
     chunks = render_exposition({"a": snap})
     assert any(chunk is snap.families[0][1] for chunk in chunks)
+
+
+def test_the_deflated_exposition_decodes_to_the_plain_one_in_both_formats():
+    import gzip
+
+    from exporter.collector import render_exposition_deflated
+    from exporter.exposition import gzip_member
+
+    fresh, stale = snapshot("a", 1, stale_after=60), snapshot("b", 2, stale_after=5)
+    snapshots, now = {"a": fresh, "b": stale, "c": snapshot("c", 3)}, stale.published + 6
+    for openmetrics in (False, True):
+        plain = b"".join(render_exposition(snapshots, openmetrics=openmetrics, now=now))
+        deflated = render_exposition_deflated(snapshots, openmetrics=openmetrics, now=now)
+        assert gzip.decompress(b"".join(gzip_member(deflated))) == plain
+        assert any(chunk is fresh.deflated[0] for chunk in deflated)

@@ -40,3 +40,46 @@ def test_rendered_samples_parse_back_with_prometheus_client():
     (family,) = text_string_to_metric_families(body.decode())
     assert family.type == "gauge"
     assert [(s.labels["pod"], s.value) for s in family.samples] == [('a"b', 21.5), ("c", math.inf)]
+
+
+def test_rendered_values_are_formatted_exactly_as_format_value_does():
+    values = [0.0, -0.0, 1.0, -3.0, 2.5, 1e-7, 1e15 - 1, 1e15, -1e15, 1e16, 123456789.0, math.nan, math.inf, -math.inf]
+    series = {f'{{i="{i}"}}': value for i, value in enumerate(values)}
+    lines = render_samples("m", series).decode().splitlines()
+    assert lines == [f'm{{i="{i}"}} {format_value(value)}' for i, value in enumerate(values)]
+
+
+def test_deflated_chunks_concatenate_into_one_gzip_member_that_gzip_zlib_and_gunzip_decode():
+    import gzip
+    import random
+    import shutil
+    import subprocess
+    import zlib
+
+    from exporter.exposition import DeflatedChunk, gzip_member
+
+    rng = random.Random(7)
+    for trial in range(30):
+        parts = [rng.randbytes(rng.randrange(0, 3000)) + b"m 1\n" * rng.randrange(0, 500) for _ in range(rng.randrange(0, 6))]
+        body = b"".join(gzip_member(DeflatedChunk.compress(part) for part in parts))
+        assert gzip.decompress(body) == b"".join(parts)
+        assert zlib.decompress(body, wbits=31) == b"".join(parts)
+    if shutil.which("gunzip"):
+        assert subprocess.run(["gunzip", "-c"], input=body, capture_output=True, check=True).stdout == b"".join(parts)
+
+
+def test_a_running_crc32_steps_over_a_chunk_by_its_shift():
+    import zlib
+
+    from exporter.exposition import _crc_multiply, _crc_shift
+
+    for head, tail in [(b"", b""), (b"a", b""), (b"", b"b"), (b"abc", b"x" * 1000), (b"\x00" * 70000, b"tail")]:
+        assert _crc_multiply(_crc_shift(len(tail)), zlib.crc32(head)) ^ zlib.crc32(tail) == zlib.crc32(head + tail)
+
+
+def test_family_headers_carry_their_lines_as_gzip_segments_for_both_formats():
+    import zlib
+
+    header = FamilyHeader.build("jobs_total", "counter", "Jobs done.")
+    assert zlib.decompressobj(wbits=-15).decompress(header.deflated(False).data) == header.text
+    assert zlib.decompressobj(wbits=-15).decompress(header.deflated(True).data) == header.openmetrics

@@ -430,3 +430,47 @@ def test_labels_from_problems_are_reported_at_load_with_their_key_path():
     assert any(p.startswith("targets[0].mappings[0].labels_from.path") and "invalid JMESPath" in p for p in problems), problems
     assert any(p.startswith("targets[0].mappings[0].labels_from.exclude") for p in problems), problems
     assert "targets[0].mappings[0].labels_from.extra: unknown key" in problems
+
+
+def test_a_repeated_string_value_converts_the_same_every_time_and_a_bad_one_is_counted_every_time():
+    target = target_from(
+        "      - each: items\n        level: pod\n        labels: {pod: name}\n        metrics:\n"
+        "          - {name: m_bytes, value: v, convert: quantity}\n",
+        skip_bad_values="true",
+    )
+    mapper = Mapper(target)
+    items = [{"name": f"p{i}", "v": "16Gi" if i % 3 else "lots"} for i in range(9)]
+    for _ in range(2):  # and the same on the next poll
+        result = mapper.map({"items": items})
+        assert sorted(set(result.families["m_bytes"].values())) == [16 * 2**30]
+        assert len(result.families["m_bytes"]) == 6 and result.bad_values == 3
+
+
+def test_every_metric_of_an_element_with_an_empty_level_label_is_dropped_or_reported_by_name():
+    mapping = (
+        "      - each: items\n        level: pod\n        labels: {pod: name}\n        metrics:\n"
+        "          - {name: m_one, value: a}\n          - {name: m_two, value: b}\n"
+        "          - {name: m_info, type: info, labels: {node: node}}\n"
+    )
+    document = {"items": [{"name": "", "a": 1, "node": "n1"}, {"name": "ok", "a": 2, "b": 3, "node": "n2"}]}
+    result = Mapper(target_from(mapping, skip_bad_values="true")).map(document)
+    # m_two of the first element has no value: it is missing (read first), not bad.
+    assert (result.bad_values, result.missing_values) == (2, 1)
+    assert samples(result, "m_info") == {'{level="pod",target="t",pod="ok",node="n2"}': 1}
+    with pytest.raises(MappingError, match=r"metrics\[0\] m_one: empty 'pod' label"):
+        Mapper(target_from(mapping)).map(document)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_labels_render_in_configured_order_whatever_their_number(count):
+    names = [f"l{i}" for i in range(count)]
+    labels = ", ".join(f"{name}: {name}" for name in names)
+    target = target_from(
+        f"      - each: items\n        level: service\n        labels: {{{labels}}}\n        metrics:\n"
+        f"          - {{name: m, value: v, labels: {{{', '.join(f'x{name}: {name}' for name in names)}}}}}\n"
+    )
+    element = {name: f'v"{i}' for i, name in enumerate(names)} | {"v": 1}
+    (text,) = Mapper(target).map({"items": [element]}).families["m"]
+    group = "".join(f',{name}="v\\"{i}"' for i, name in enumerate(names))
+    own = "".join(f',x{name}="v\\"{i}"' for i, name in enumerate(names))
+    assert text == '{level="service",target="t"' + group + own + "}"

@@ -43,3 +43,14 @@ def test_a_snapshot_is_stale_only_after_its_stale_after():
     snap = snapshot("a", 1, stale_after=10)
     assert not snap.is_stale(snap.published + 9.9)
     assert snap.is_stale(snap.published + 10.1)
+
+
+def test_a_snapshot_keeps_each_familys_lines_as_a_gzip_segment_or_compresses_them_when_asked():
+    import zlib
+
+    snap = snapshot("a", 2.5)
+    (lines,) = [lines for _, lines in snap.families]
+    assert len(snap.deflated) == 1 and snap.family_deflated(0) is snap.deflated[0]
+    assert zlib.decompressobj(wbits=-15).decompress(snap.deflated[0].data) == lines
+    bare = Snapshot(snap.target, snap.families, snap.series, snap.published, snap.stale_after)
+    assert bare.deflated == () and zlib.decompressobj(wbits=-15).decompress(bare.family_deflated(0).data) == lines
