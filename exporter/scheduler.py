@@ -73,9 +73,15 @@ class PollScheduler:
         return bool(self._scheduler.running)
 
     def add(
-        self, name: str, poll: Callable[[str], None], interval: float, jitter: float, misfire_grace: Optional[float]
+        self,
+        name: str,
+        poll: Callable[[str], None],
+        interval: float,
+        jitter: float,
+        misfire_grace: Optional[float],
+        delay: float = 0.0,
     ) -> None:
-        """Schedule a target, its first poll now; replace any job of the same name."""
+        """Schedule a target, its first poll after `delay` seconds; replace any job of the same name."""
         self._scheduler.add_job(
             poll,
             "interval",
@@ -85,7 +91,7 @@ class PollScheduler:
             seconds=interval,
             jitter=jitter or None,
             misfire_grace_time=max(1, round(misfire_grace if misfire_grace is not None else interval / 2)),
-            next_run_time=datetime.now(timezone.utc),
+            next_run_time=datetime.now(timezone.utc) + timedelta(seconds=delay),
             replace_existing=True,
         )
 

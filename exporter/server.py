@@ -44,9 +44,9 @@ def render_metrics_chunks(bridge: Bridge, accept: str, compressed: bool) -> tupl
     """The exposition as byte strings to send in turn, without joining them; gzip-encoded when `compressed`.
 
     The bridged series are the snapshots' own bytes (or their gzip segments, compressed when each poll was published),
-    so a scrape neither copies 30 MB nor compresses it: at 200k series, joining took about 30 ms a scrape and a MB of
-    memory per concurrent scrape per 30k series, and `gzip.compress(level=1)` about 80 ms. Only the self-metrics are
-    encoded (and compressed) now.
+    so a scrape neither copies 30 MB nor compresses it. Measured at 200k series (bench/): joining took about 30 ms and
+    30 MB per scrape (20 concurrent scrapers drove the peak RSS to 920 MB; now 290 MB), and `gzip.compress(level=1)`
+    about 80 ms (a gzip scrape's p50 went from 88 ms to 4 ms). Only the self-metrics are encoded (and compressed) now.
     """
     encoder, content_type = choose_encoder(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
