@@ -14,6 +14,7 @@ Embedding example (the classic `get_metrics(metric_type=None, pod_name=None, con
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import threading
@@ -29,13 +30,29 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .config import Target, read_secret
-from .paths import compile_path
+from .paths import Getter, PathError, compile_path
 
 __all__ = ["FetchError", "FetchResult", "TargetClient", "Redactor", "REASONS"]
 
 REASONS = ("timeout", "connection", "tls", "http_status", "invalid_json", "too_large", "pagination", "mapping")
 _SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|signature|sig$|auth|credential", re.IGNORECASE)
 _CHUNK = 1 << 16
+
+
+class _HideQueryStrings(logging.Filter):
+    """urllib3 logs request URLs at DEBUG; query strings may hold secrets, so they never reach a handler."""
+
+    _QUERY = re.compile(r"\?[^\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record with query strings masked."""
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = self._QUERY.sub("?<redacted>", message), None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_HideQueryStrings())
 
 
 class FetchError(Exception):
@@ -137,6 +154,19 @@ def _describe(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def _pagination_path(expression: str) -> Getter:
+    """A pagination path whose failure on a page (a JMESPath function given the wrong type) fails the poll as `pagination`."""
+    get = compile_path(expression)
+
+    def read(document: Any) -> Any:
+        try:
+            return get(document)
+        except PathError as exc:
+            raise FetchError("pagination", str(exc)) from None
+
+    return read
+
+
 def _retry_after(response: requests.Response) -> Optional[float]:
     header = response.headers.get("Retry-After")
     if not header:
@@ -184,10 +214,10 @@ class TargetClient:
         self.verify: Any = False if tls.insecure_skip_verify else (tls.ca_file or True)
         self.cert: Any = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
         pagination = target.pagination
-        self._next_token = compile_path(pagination.next_token_path) if pagination and pagination.next_token_path else None
-        self._total_pages = compile_path(pagination.total_pages_path) if pagination and pagination.total_pages_path else None
-        self._total_items = compile_path(pagination.total_items_path) if pagination and pagination.total_items_path else None
-        self._items = compile_path(pagination.items_path) if pagination and pagination.items_path else None
+        self._next_token = _pagination_path(pagination.next_token_path) if pagination and pagination.next_token_path else None
+        self._total_pages = _pagination_path(pagination.total_pages_path) if pagination and pagination.total_pages_path else None
+        self._total_items = _pagination_path(pagination.total_items_path) if pagination and pagination.total_items_path else None
+        self._items = _pagination_path(pagination.items_path) if pagination and pagination.items_path else None
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Optional
@@ -83,7 +84,7 @@ class Poller:
             reason, message = "mapping", self.client.redactor.redact(str(error))
         except Exception as error:  # a bug must cost one poll, not the job
             reason, message = "internal", self.client.redactor.redact(f"{type(error).__name__}: {error}")
-            log.debug("poll of %s raised", name, exc_info=True)
+            log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
         duration = time.monotonic() - started
         metrics.poll_duration.labels(name).observe(duration)
         if reason:

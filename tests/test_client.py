@@ -251,3 +251,11 @@ def test_errors_and_the_shown_url_never_contain_secrets(api):
         assert secret not in str(error)
         assert secret not in shown
     assert "region=eu" in shown and "page=2" in shown
+
+
+def test_urllib3_debug_logs_never_show_query_strings_even_for_embedders(api, caplog):
+    api.routes["/m"] = Reply({"v": 1})
+    with caplog.at_level("DEBUG"):
+        client_for(api, "    params: {sig: query-secret-77}").fetch()
+    assert '"GET /m?<redacted> HTTP/1.1" 200' in caplog.text
+    assert "query-secret-77" not in caplog.text

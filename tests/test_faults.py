@@ -338,6 +338,10 @@ FAULTS = [
           r"the API returned page token number 1 again \(a pagination loop\)$",
           reply({**pods_doc("a"), "next": "same-token"}),
           {"pagination": {"type": "next_token", "next_token_path": "next", "token_param": "page_token"}}, requests=2),
+    Fault("pagination-path-given-the-wrong-type", "pagination",
+          r"""path "join\(',', next\)" failed on the document: In function join\(\), invalid type for value: 5""",
+          reply({**pods_doc("a"), "next": 5}),
+          {"pagination": {"type": "next_token", "next_token_path": "join(',', next)", "token_param": "page_token"}}, requests=1),
 ]
 
 

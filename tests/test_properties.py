@@ -222,8 +222,11 @@ def test_each_scrape_sees_one_polls_data_per_target_under_concurrent_polls(pods,
     polling.set()
 
     def poll_many(name):
-        for _ in range(polls):
+        """At least `polls` polls, and on until the scrapes have seen two generations of every target (at most 2000)."""
+        for done in range(1, 2001):
             running.bridge.poll_now(name)
+            if done >= polls and all(len(seen[n]) >= 2 for n in names):
+                return
 
     def scrape_until_polls_end():
         session = requests.Session()
