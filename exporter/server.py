@@ -34,12 +34,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def render_metrics(bridge: Bridge, accept: str) -> tuple[bytes, str]:
-    """The whole exposition for an Accept header: bridged series, then the self-metrics."""
-    chunks, content_type = render_metrics_chunks(bridge, accept, compressed=False)
-    return b"".join(chunks), content_type
-
-
 def render_metrics_chunks(bridge: Bridge, accept: str, compressed: bool) -> tuple[list[bytes], str]:
     """The exposition as byte strings to send in turn, without joining them; gzip-encoded when `compressed`.
 
