@@ -14,6 +14,7 @@ from exporter.config import parse_config
 from exporter.server import MetricsServer, create_app, parse_listen
 from exporter.webconfig import Authenticator, load_web_config
 
+from conftest import require_module
 from fakeapi import Reply
 from test_bridge import pods, pods_config, sample_value
 
@@ -145,7 +146,7 @@ def test_basic_auth_guards_every_endpoint_but_healthz(password_hash):
 
 
 def test_tls_and_auth_from_a_web_config_file_work_over_real_https(tmp_path, password_hash):
-    trustme = pytest.importorskip("trustme")
+    trustme = require_module("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
