@@ -29,12 +29,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from .config import Target, read_secret
+from .auth import AuthFailure, auth_secrets, build_auth
+from .config import Target
 from .paths import Getter, PathError, compile_path
 
 __all__ = ["FetchError", "FetchResult", "TargetClient", "Redactor", "REASONS"]
 
-REASONS = ("timeout", "connection", "tls", "http_status", "invalid_json", "too_large", "pagination", "mapping")
+REASONS = (
+    "timeout", "connection", "tls", "http_status", "invalid_json", "too_large", "pagination", "mapping", "auth", "api_error",
+)
 _SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|signature|sig$|auth|credential", re.IGNORECASE)
 _CHUNK = 1 << 16
 
@@ -86,20 +89,7 @@ class Redactor:
 
     def secrets(self) -> list[str]:
         """Every secret value this target uses, read fresh (files can rotate)."""
-        values: list[str] = []
-        auth = self.target.auth
-        if auth is not None:
-            for inline, path in (
-                (auth.bearer_token, auth.bearer_token_file),
-                (auth.basic.password if auth.basic else None, auth.basic.password_file if auth.basic else None),
-                (auth.api_key.value if auth.api_key else None, auth.api_key.value_file if auth.api_key else None),
-            ):
-                try:
-                    value = read_secret(inline, path)
-                except OSError:
-                    value = None
-                if value:
-                    values.append(value)
+        values: list[str] = auth_secrets(self.target.auth)
         for name in self.secret_params:
             values.append(str(self.target.params[name]))
         parts = urlsplit(self.target.url)
@@ -210,6 +200,7 @@ class TargetClient:
         self.session.trust_env = False
         self.session.headers["User-Agent"] = f"metrics-bridge/{__version__}"
         self.session.headers["Accept"] = "application/json"
+        self.auth = build_auth(target.auth)
         tls = target.tls
         self.verify: Any = False if tls.insecure_skip_verify else (tls.ca_file or True)
         self.cert: Any = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
@@ -323,29 +314,6 @@ class TargetClient:
                 if self.stop.wait(wait):
                     raise
 
-    def _headers(self) -> dict[str, str]:
-        headers = dict(self.target.headers)
-        auth = self.target.auth
-        if auth is None:
-            return headers
-        try:
-            if auth.bearer_token or auth.bearer_token_file:
-                headers["Authorization"] = f"Bearer {read_secret(auth.bearer_token, auth.bearer_token_file)}"
-            elif auth.api_key is not None:
-                headers[auth.api_key.header] = read_secret(auth.api_key.value, auth.api_key.value_file) or ""
-        except OSError as exc:
-            raise FetchError("connection", f"cannot read credentials file: {exc.strerror}") from None
-        return headers
-
-    def _basic(self) -> Optional[tuple[str, str]]:
-        auth = self.target.auth
-        if auth is None or auth.basic is None:
-            return None
-        try:
-            return auth.basic.username, read_secret(auth.basic.password, auth.basic.password_file) or ""
-        except OSError as exc:
-            raise FetchError("connection", f"cannot read credentials file: {exc.strerror}") from None
-
     def _attempt(self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult) -> tuple[Any, requests.Response]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -357,13 +325,15 @@ class TargetClient:
                 url,
                 params=params or None,
                 json=body if self.target.method == "POST" else None,
-                headers=self._headers(),
-                auth=self._basic(),
+                headers=dict(self.target.headers),
+                auth=self.auth,
                 timeout=(remaining, remaining),
                 verify=self.verify,
                 cert=self.cert,
                 stream=True,
             )
+        except AuthFailure as exc:
+            raise FetchError("auth", redact(str(exc))) from None
         except requests.exceptions.SSLError as exc:
             raise FetchError("tls", redact(f"TLS handshake failed: {_describe(exc)}")) from None
         except requests.exceptions.ConnectTimeout:  # a firewall dropping packets, or a listener that never accepts

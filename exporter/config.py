@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from .convert import CONVERTERS, ConversionError, parse_duration, parse_size
+from .auth import Auth
+from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_file, read_secret
+from .convert import CONVERTERS
 from .paths import PathError, compile_path
 
 __all__ = [
@@ -50,118 +43,6 @@ class ConfigError(Exception):
         super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
 
 
-def _seconds(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ConversionError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return int(parse_size(value))
-        except ConversionError as exc:
-            raise ValueError(str(exc)) from None
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
-PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
-Bytes = Annotated[int, BeforeValidator(_bytes), Field(gt=0)]
-
-
-class Strict(BaseModel):
-    """A config block: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_block(cls, data: Any) -> Any:
-        """A block whose keys are all commented out (`scheduler:`) means its defaults."""
-        return {} if data is None else data
-
-
-def read_secret(inline: Optional[SecretStr], path: Optional[str]) -> Optional[str]:
-    """Return a secret from its file (stripped of the trailing newline) or its inline/env value."""
-    if path:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    return inline.get_secret_value() if inline is not None else None
-
-
-def _check_secret_file(path: Optional[str]) -> Optional[str]:
-    if path is not None:
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path!r}: {exc.strerror or exc}") from None
-    return path
-
-
-class BasicAuth(Strict):
-    """HTTP basic authentication."""
-
-    username: str
-    password: Optional[SecretStr] = None
-    password_file: Optional[str] = None
-
-    _check_file = field_validator("password_file")(_check_secret_file)
-
-    @model_validator(mode="after")
-    def _one_password(self) -> "BasicAuth":
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("set exactly one of password, password_file")
-        return self
-
-
-class ApiKey(Strict):
-    """An API key sent in a request header."""
-
-    header: str = "X-API-Key"
-    value: Optional[SecretStr] = None
-    value_file: Optional[str] = None
-
-    _check_file = field_validator("value_file")(_check_secret_file)
-
-    @model_validator(mode="after")
-    def _one_value(self) -> "ApiKey":
-        if (self.value is None) == (self.value_file is None):
-            raise ValueError("set exactly one of value, value_file")
-        return self
-
-
-class Auth(Strict):
-    """Credentials for one target: a bearer token, basic auth, or an API-key header."""
-
-    bearer_token: Optional[SecretStr] = None
-    bearer_token_file: Optional[str] = None
-    basic: Optional[BasicAuth] = None
-    api_key: Optional[ApiKey] = None
-
-    _check_file = field_validator("bearer_token_file")(_check_secret_file)
-
-    @model_validator(mode="after")
-    def _one_scheme(self) -> "Auth":
-        chosen = [
-            n
-            for n, v in (
-                ("bearer_token", self.bearer_token or self.bearer_token_file),
-                ("basic", self.basic),
-                ("api_key", self.api_key),
-            )
-            if v
-        ]
-        if len(chosen) > 1:
-            raise ValueError(f"choose one authentication scheme, not {' and '.join(chosen)}")
-        if self.bearer_token is not None and self.bearer_token_file is not None:
-            raise ValueError("set bearer_token or bearer_token_file, not both")
-        return self
-
-
 class TLS(Strict):
     """TLS settings for one target."""
 
@@ -173,7 +54,7 @@ class TLS(Strict):
     @field_validator("ca_file", "cert_file", "key_file")
     @classmethod
     def _readable(cls, path: Optional[str]) -> Optional[str]:
-        return _check_secret_file(path)
+        return check_secret_file(path)
 
     @model_validator(mode="after")
     def _pair(self) -> "TLS":

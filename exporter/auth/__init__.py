@@ -1,0 +1,68 @@
+"""Request authentication: a target's `auth` block, and one `requests.auth.AuthBase` per scheme built from it.
+
+The client never knows which scheme is in use: it hands each prepared request to `build_auth(target.auth)`, which
+adds a header or signs the exact bytes about to be sent. Secrets are read at each use, so rotated files take effect.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import field_validator, model_validator
+from pydantic import SecretStr
+from requests.auth import AuthBase
+
+from ..configtypes import Strict, check_secret_file
+from .static import ApiKey, ApiKeyAuth, BasicAuth, BasicAuthSigner, BearerAuth
+
+__all__ = ["Auth", "AuthFailure", "build_auth", "auth_secrets", "BasicAuth", "ApiKey"]
+
+
+class AuthFailure(Exception):
+    """Credentials could not be obtained (an unreadable file, a failed token fetch): the poll fails with reason `auth`."""
+
+
+class Auth(Strict):
+    """Credentials for one target: exactly one scheme."""
+
+    bearer_token: Optional[SecretStr] = None
+    bearer_token_file: Optional[str] = None
+    basic: Optional[BasicAuth] = None
+    api_key: Optional[ApiKey] = None
+
+    _check_file = field_validator("bearer_token_file")(check_secret_file)
+
+    def schemes(self) -> list[str]:
+        """The names of the schemes this block sets."""
+        return [name for name in type(self).model_fields if getattr(self, name) and name != "bearer_token_file"] + (
+            ["bearer_token"] if self.bearer_token_file and not self.bearer_token else []
+        )
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> "Auth":
+        chosen = self.schemes()
+        if len(chosen) > 1:
+            raise ValueError(f"choose one authentication scheme, not {' and '.join(chosen)}")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set bearer_token or bearer_token_file, not both")
+        return self
+
+
+def build_auth(auth: Optional[Auth]) -> Optional[AuthBase]:
+    """The requests auth object for a target's `auth` block (None: send no credentials)."""
+    if auth is None:
+        return None
+    if auth.bearer_token is not None or auth.bearer_token_file is not None:
+        return BearerAuth(auth.bearer_token, auth.bearer_token_file)
+    if auth.basic is not None:
+        return BasicAuthSigner(auth.basic)
+    if auth.api_key is not None:
+        return ApiKeyAuth(auth.api_key)
+    return None
+
+
+def auth_secrets(auth: Optional[Auth]) -> list[str]:
+    """Every secret value the block uses, read fresh (files rotate); unreadable files contribute nothing."""
+    signer = build_auth(auth)
+    secrets = getattr(signer, "secrets", None)
+    return list(secrets()) if secrets is not None else []
