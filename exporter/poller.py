@@ -13,6 +13,7 @@ from typing import Optional
 from .client import FetchError, TargetClient
 from .config import Target
 from .exposition import FamilyHeader
+from .history import PollHistory
 from .mapping import Mapper, MappingError
 from .scheduler import delay_since, scheduled_time
 from .selfmetrics import SelfMetrics
@@ -47,6 +48,7 @@ class Poller:
         self.mapper = Mapper(target)
         self.headers = self.family_headers(target)
         self.status = PollStatus()
+        self.history = PollHistory()
         self._lock = threading.Lock()
         self.in_flight = False
         self.attempted = threading.Event()
@@ -111,6 +113,7 @@ class Poller:
             polls=self.status.polls + 1, last_start=started, last_duration=duration, last_outcome="success",
             last_success=started + duration, series=snapshot.series,
         )
+        self.history.record(started, duration, None, snapshot.series)
         log.debug(
             "poll of %s succeeded in %.3fs: %d series from %d bytes in %d page(s)%s",
             name, duration, snapshot.series, size, pages,
@@ -131,6 +134,7 @@ class Poller:
             last_outcome=f"failure ({reason})", last_error=message,
             series=0 if dropped or snapshot is None else self.status.series,
         )
+        self.history.record(started, duration, reason, self.status.series)
         log.warning(
             "poll of %s failed: reason=%s: %s%s", name, reason, message,
             "; stale snapshot dropped" if dropped else "",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any, Callable, Iterable, Optional
+from urllib.parse import parse_qs
 from wsgiref.simple_server import make_server
 
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, choose_encoder, gzip_accepted
@@ -15,7 +16,7 @@ import orjson
 from .bridge import Bridge
 from .collector import render_exposition, render_exposition_deflated
 from .exposition import DeflatedChunk, gzip_member
-from .status import render_status_page, target_statuses
+from .status import render_status_page, render_target_page, target_statuses
 from .webconfig import Authenticator
 
 __all__ = ["create_app", "MetricsServer", "parse_listen"]
@@ -115,7 +116,14 @@ def create_app(
             waiting = sorted(n for n, p in bridge.pollers.items() if not p.attempted.is_set())
             return text(start_response, "503 Service Unavailable", "waiting for first poll of: " + ", ".join(waiting) + "\n")
         if path == "/":
-            return text(start_response, "200 OK", render_status_page(bridge), "text/html")
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            page = render_status_page(bridge, query.get("q", [""])[0], query.get("state", [""])[0])
+            return text(start_response, "200 OK", page, "text/html")
+        if path.startswith("/targets/"):
+            page = render_target_page(bridge, path[len("/targets/"):])
+            if page is None:
+                return text(start_response, "404 Not Found", "no such target; see /\n")
+            return text(start_response, "200 OK", page, "text/html")
         if path == "/api/v1/targets":
             body = orjson.dumps({"targets": target_statuses(bridge)}, option=orjson.OPT_INDENT_2)
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
