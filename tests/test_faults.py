@@ -377,7 +377,7 @@ def test_a_fault_fails_only_its_own_target_and_counts_its_reason(fault, servers,
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "exporter.poll" and r.levelno == logging.WARNING]
     assert warning == f"poll of faulty failed: reason={fault.reason}: {record['last_error']}"
     page = requests.get(running.url + "/", timeout=10).text
-    assert f'<td class="outcome failure">failure ({fault.reason})</td>' in page
+    assert f'<span class="badge failure">failure ({fault.reason})</span>' in page
     assert targets_api(running.url)["healthy"]["outcome"] == "success"
     assert requests.get(running.url + "/healthz", timeout=10).status_code == 200
     assert peak < 8 * MiB, f"the failed poll allocated {peak / MiB:.1f} MiB at its peak"
