@@ -163,7 +163,9 @@ def test_a_hanging_target_never_delays_another(api, run_bridge):
 
 def test_concurrent_scrapes_during_polls_always_see_a_whole_exposition(api, run_bridge):
     api.routes["/pods"] = lambda request: Reply(pods(*[f"p{i}" for i in range(len(api.requests) % 7 + 50)]))
-    running = run_bridge(pods_config(api, interval="0.1s", extra="    timeout: 0.1s\n").replace("    timeout: 2s\n", ""))
+    # stale_after far above the interval: on a loaded machine a 0.1 s poll may time out, which must not empty /metrics.
+    config = pods_config(api, interval="0.1s", stale_after="    stale_after: 60s\n", extra="    timeout: 0.1s\n")
+    running = run_bridge(config.replace("    timeout: 2s\n", ""))
     wait_until(lambda: running.bridge.pollers["pods"].status.polls >= 1)
     errors: list[str] = []
 
