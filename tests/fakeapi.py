@@ -39,6 +39,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    raw_query: str = ""  # the query string exactly as received, for signature verifiers
 
 
 Route = Union[Reply, Callable[[Request], Reply]]
@@ -72,7 +73,7 @@ class FakeAPI:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = Request(
                     self.command, url.path, {k: v[-1] for k, v in parse_qs(url.query).items()},
-                    {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length) if length else b"",
+                    {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length) if length else b"", url.query,
                 )
                 api.requests.append(request)
                 route = api.routes.get(url.path)

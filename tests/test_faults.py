@@ -39,6 +39,7 @@ from exporter.server import MetricsServer, create_app
 
 from conftest import require_tool
 from fakeapi import FakeAPI, Reply, wait_until
+from signatures import VerifyingRoute, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu, verify_huawei, verify_volcengine
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).parent.parent
@@ -728,6 +729,17 @@ SECRETS = {
     "secret-looking param": "signature-33aa-SECRET",
     "param listed in secret_params": "tenant-hash-6c1f-SECRET",
     "password in the URL userinfo": "userinfo-pw-48e0-SECRET",
+    "Alibaba AccessKey ID": "LTAI-ak-2f6b-SECRET",
+    "Alibaba AccessKey secret": "alibaba-sk-8d1e-SECRET",
+    "Alibaba STS token": "alibaba-sts-a7c3-SECRET",
+    "Huawei AK": "HW-ak-61d0-SECRET",
+    "Huawei SK": "huawei-sk-c4b9-SECRET",
+    "Huawei security token": "huawei-sts-0e5a-SECRET",
+    "Volcengine access key ID": "AKLT-ak-93f2-SECRET",
+    "Volcengine secret key": "volc-sk-1b7d-SECRET",
+    "Volcengine session token": "volc-sts-5c28-SECRET",
+    "Baidu AK": "bce-ak-7e41-SECRET",
+    "Baidu SK": "bce-sk-2a9c-SECRET",
 }
 
 
@@ -770,7 +782,26 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     params = {"signature": s["secret-looking param"], "tenant": s["param listed in secret_params"], "zone": "a"}
     bearer = {"bearer_token": s["bearer token"]}
     userinfo = f"svc:{s['password in the URL userinfo']}@"
+    alibaba = {"action": "DescribeMetricList", "version": "2019-01-01", "access_key_id": s["Alibaba AccessKey ID"],
+               "access_key_secret": s["Alibaba AccessKey secret"], "security_token": s["Alibaba STS token"]}
+    huawei = {"access_key_id": s["Huawei AK"], "secret_access_key": s["Huawei SK"], "security_token": s["Huawei security token"]}
+    volcengine = {"access_key_id": s["Volcengine access key ID"], "secret_access_key": s["Volcengine secret key"],
+                  "session_token": s["Volcengine session token"], "region": "cn-beijing", "service": "ml_platform"}
+    baidu = {"access_key_id": s["Baidu AK"], "secret_access_key": s["Baidu SK"]}
+    # Loopback APIs that verify each provider's signature with its official SDK (tests/signatures.py).
+    api.routes["/alibaba-v3"] = VerifyingRoute(lambda r: verify_alibaba_v3(r, alibaba["access_key_id"], alibaba["access_key_secret"]), Reply(pods_doc("a")))
+    api.routes["/alibaba-rpc"] = VerifyingRoute(lambda r: verify_alibaba_rpc(r, alibaba["access_key_id"], alibaba["access_key_secret"]), Reply(pods_doc("a")))
+    api.routes["/huawei"] = VerifyingRoute(lambda r: verify_huawei(r, huawei["access_key_id"], huawei["secret_access_key"]), Reply(pods_doc("a")))
+    api.routes["/volcengine"] = VerifyingRoute(
+        lambda r: verify_volcengine(r, volcengine["access_key_id"], volcengine["secret_access_key"], "cn-beijing", "ml_platform"), Reply(pods_doc("a")))
+    api.routes["/baidu"] = VerifyingRoute(lambda r: verify_baidu(r, baidu["access_key_id"], "the-key-the-api-expects"), Reply(pods_doc("a")))
     targets = [
+        target("alibaba-v3-ok", api.url("/alibaba-v3"), method="POST", body={"Namespace": "acs_pai_eas"}, auth={"alibaba": alibaba}),
+        target("alibaba-rpc-ok", api.url("/alibaba-rpc"), params={"Namespace": "acs_pai_eas"}, auth={"alibaba": {**alibaba, "signature": "rpc"}}),
+        target("huawei-ok", api.url("/huawei"), auth={"huawei": huawei}),
+        target("volcengine-ok", api.url("/volcengine"), auth={"volcengine": volcengine}),
+        target("baidu-denied", api.url("/baidu"), auth={"baidu": baidu}),
+        target("alibaba-refused", f"http://127.0.0.1:{closed_port()}/m", auth={"alibaba": {**alibaba, "signature": "rpc"}}),
         target("bearer-ok", f"{api.url('/ok')}?{query}", auth=bearer, params=params, secret_params=["tenant"]),
         target("basic-ok", api.url("/ok"), auth={"basic": {"username": "svc", "password_file": str(password_file)}}),
         target("userinfo-ok", f"http://{userinfo}127.0.0.1:{port}/ok?{query}"),
@@ -791,7 +822,9 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     try:
         bridge.start(schedule=False)
         outcomes = {t["name"]: bridge.poll_now(t["name"]) for t in targets}
-        assert outcomes == {"bearer-ok": True, "basic-ok": True, "userinfo-ok": True, "apikey-denied": False,
+        assert outcomes == {"alibaba-v3-ok": True, "alibaba-rpc-ok": True, "huawei-ok": True, "volcengine-ok": True,
+                            "baidu-denied": False, "alibaba-refused": False,
+                            "bearer-ok": True, "basic-ok": True, "userinfo-ok": True, "apikey-denied": False,
                             "refused": False, "unresolvable": False, "echo": False, "html": False}
         for name, poller in bridge.pollers.items():
             outputs[f"status.last_error of {name}"] = poller.status.last_error
@@ -836,8 +869,18 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         handler.flush()
     outputs["log file (DEBUG)"] = log_file.read_text()
 
-    leaks = [f"{what} in {where}" for where, text in outputs.items() for what, secret in s.items() if secret in text]
+    # The signatures the APIs received are secret too (a replay within the window would pass).
+    signed_paths = ("/alibaba-v3", "/alibaba-rpc", "/huawei", "/volcengine", "/baidu")
+    signatures = [
+        (r.path, r.query["Signature"] if r.path == "/alibaba-rpc" else re.split(r"[=/]", r.headers["authorization"])[-1])
+        for r in api.requests if r.path in signed_paths
+    ]
+    assert {path for path, _ in signatures} == set(signed_paths) and all(len(value) >= 20 for _, value in signatures)
+    planted = {**s, **{f"signature {i} sent to {path}": value for i, (path, value) in enumerate(signatures)}}
+    leaks = [f"{what} in {where}" for where, text in outputs.items() for what, secret in planted.items() if secret in text]
     assert leaks == []
+    assert "poll of baidu-denied failed: reason=http_status" in outputs["log file (DEBUG)"]
+    assert "poll of alibaba-refused failed: reason=connection" in outputs["log file (DEBUG)"]
     # The outputs searched are the real ones: they name the failures and mask what they hide.
     assert "poll of refused failed: reason=connection" in outputs["log file (DEBUG)"]
     assert "poll of refused failed: reason=connection" in outputs["stderr log (DEBUG) of the polls and reloads"]

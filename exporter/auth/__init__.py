@@ -13,9 +13,16 @@ from pydantic import SecretStr
 from requests.auth import AuthBase
 
 from ..configtypes import Strict, check_secret_file
+from .alibaba import AlibabaAuth, AlibabaSigner
+from .baidu import BaiduAuth, BaiduSigner
+from .huawei import HuaweiAuth, HuaweiSigner
 from .static import ApiKey, ApiKeyAuth, BasicAuth, BasicAuthSigner, BearerAuth
+from .volcengine import VolcengineAuth, VolcengineSigner
 
-__all__ = ["Auth", "AuthFailure", "build_auth", "auth_secrets", "BasicAuth", "ApiKey"]
+__all__ = [
+    "Auth", "AuthFailure", "build_auth", "auth_secrets", "BasicAuth", "ApiKey", "AlibabaAuth", "HuaweiAuth",
+    "VolcengineAuth", "BaiduAuth",
+]
 
 
 class AuthFailure(Exception):
@@ -29,6 +36,10 @@ class Auth(Strict):
     bearer_token_file: Optional[str] = None
     basic: Optional[BasicAuth] = None
     api_key: Optional[ApiKey] = None
+    alibaba: Optional[AlibabaAuth] = None
+    huawei: Optional[HuaweiAuth] = None
+    volcengine: Optional[VolcengineAuth] = None
+    baidu: Optional[BaiduAuth] = None
 
     _check_file = field_validator("bearer_token_file")(check_secret_file)
 
@@ -58,6 +69,14 @@ def build_auth(auth: Optional[Auth]) -> Optional[AuthBase]:
         return BasicAuthSigner(auth.basic)
     if auth.api_key is not None:
         return ApiKeyAuth(auth.api_key)
+    if auth.alibaba is not None:
+        return AlibabaSigner(auth.alibaba)
+    if auth.huawei is not None:
+        return HuaweiSigner(auth.huawei)
+    if auth.volcengine is not None:
+        return VolcengineSigner(auth.volcengine)
+    if auth.baidu is not None:
+        return BaiduSigner(auth.baidu)
     return None
 
 
