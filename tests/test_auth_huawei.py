@@ -131,3 +131,11 @@ def test_a_bad_huawei_block_is_a_config_error_with_its_key_path(block, problem):
     with pytest.raises(ConfigError) as caught:
         parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{huawei: {block}}}, mappings: [{{metrics: [{{name: m, value: v}}]}}]}}]")
     assert caught.value.problems == [problem]
+
+
+def test_a_configured_host_header_is_the_host_that_is_signed(api):
+    api.routes["/v1/p/metrics"] = Reply({})
+    requests.get(api.url("/v1/p/metrics"), headers={"Host": "ces.cn-north-4.myhuaweicloud.com"}, auth=HuaweiSigner(huawei()), timeout=10)
+    received = Received.of(api.requests[-1])
+    assert received.header("host") == "ces.cn-north-4.myhuaweicloud.com"
+    assert verify_huawei(received, AK, SK).ok

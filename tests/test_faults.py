@@ -830,6 +830,8 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
             outputs[f"status.last_error of {name}"] = poller.status.last_error
         outputs["/"] = requests.get(url + "/", timeout=10).text
         outputs["/api/v1/targets"] = requests.get(url + "/api/v1/targets", timeout=10).text
+        for t in targets:
+            outputs[f"/targets/{t['name']}"] = requests.get(url + f"/targets/{t['name']}", timeout=10).text
         outputs["/metrics"] = scrape(url)
         outputs["/metrics (OpenMetrics)"] = requests.get(
             url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}, timeout=10
@@ -861,7 +863,7 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         captured = capsys.readouterr()
         outputs[f"check of the {name} config"] = captured.out + captured.err
     path.write_text(config_text(*targets))
-    for name in ("refused", "echo"):
+    for name in ("refused", "echo", "alibaba-rpc-ok", "baidu-denied"):
         cli.main(["try", "--config", str(path), "--target", name])
         captured = capsys.readouterr()
         outputs[f"try --target {name}"] = captured.out + captured.err
@@ -879,6 +881,7 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     planted = {**s, **{f"signature {i} sent to {path}": value for i, (path, value) in enumerate(signatures)}}
     leaks = [f"{what} in {where}" for where, text in outputs.items() for what, secret in planted.items() if secret in text]
     assert leaks == []
+    assert [where for where, text in outputs.items() if "Signature=" in text or "bce-auth-v1/" in text] == []
     assert "poll of baidu-denied failed: reason=http_status" in outputs["log file (DEBUG)"]
     assert "poll of alibaba-refused failed: reason=connection" in outputs["log file (DEBUG)"]
     # The outputs searched are the real ones: they name the failures and mask what they hide.
@@ -890,3 +893,5 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     assert "must be an http:// or https:// URL" in outputs["POST /-/reload"]
     assert "fetch failed (connection)" in outputs["try --target refused"]
     assert "mapping failed" in outputs["try --target echo"]
+    assert "fetch failed (http_status)" in outputs["try --target baidu-denied"]
+    assert "HTTP 403" in outputs["/targets/baidu-denied"]

@@ -20,9 +20,10 @@ from requests.auth import AuthBase
 
 from ..configtypes import Strict, check_secret_file
 from .canonical import (
-    Clock, Nonce, body_bytes, canonical_path, host_header, hmac_sha256, one_of, present, query_pairs, random_nonce,
-    read_optional, read_required, rfc3986, sha256_hex, utc_now,
+    Clock, Nonce, body_bytes, canonical_path, hmac_sha256, query_pairs, random_nonce, rfc3986, sha256_hex, signed_headers,
+    utc_now,
 )
+from .credentials import one_of, present, read_optional, read_required
 
 __all__ = ["AlibabaAuth", "AlibabaSigner", "V3_ALGORITHM"]
 
@@ -82,12 +83,8 @@ class AlibabaSigner(AuthBase):
         headers["x-acs-content-sha256"] = sha256_hex(body)
         if token:
             headers["x-acs-security-token"] = token
-        signed = {"host": host_header(request)}
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower.startswith("x-acs-") or lower == "content-type":
-                signed[lower] = str(value).strip()
-        names = sorted(signed)
+        signed = signed_headers(request, lambda name: name.startswith("x-acs-") or name == "content-type")
+        names = list(signed)
         query = "&".join(f"{rfc3986(k)}={rfc3986(v)}" for k, v in sorted(query_pairs(request)))
         canonical = "\n".join([
             (request.method or "GET").upper(), canonical_path(request), query,
@@ -117,11 +114,13 @@ class AlibabaSigner(AuthBase):
         digest = hmac.new(f"{secret}&".encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1).digest()
         signature = base64.b64encode(digest).decode("ascii")
         parts = urlsplit(request.url or "")
-        request.url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", f"{query}&Signature={rfc3986(signature)}", ""))
+        query += f"&Signature={rfc3986(signature)}"
+        request.url = urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
         return request
 
     def secrets(self) -> list[str]:
         """The AccessKey secret, the STS token and the AccessKey ID (the issue counts AK and SK as secrets)."""
         config = self.config
-        found = present((config.access_key_secret, config.access_key_secret_file), (config.security_token, config.security_token_file))
-        return found + [config.access_key_id]
+        return present(
+            (config.access_key_secret, config.access_key_secret_file), (config.security_token, config.security_token_file)
+        ) + [config.access_key_id]

@@ -15,7 +15,8 @@ from requests import PreparedRequest
 from requests.auth import AuthBase
 
 from ..configtypes import Strict, check_secret_file
-from .canonical import Clock, body_bytes, host_header, hmac_sha256, one_of, present, query_pairs, read_required, rfc3986, sha256_hex, utc_now
+from .canonical import Clock, body_bytes, host_header, hmac_sha256, query_pairs, rfc3986, sha256_hex, utc_now
+from .credentials import one_of, present, read_required
 
 __all__ = ["BaiduAuth", "BaiduSigner", "PREFIX", "signing_key", "canonical_request"]
 
@@ -46,10 +47,11 @@ def signing_key(secret: str, prefix: str) -> str:
 def canonical_request(request: PreparedRequest, names: list[str]) -> str:
     """Method, encoded path, sorted encoded query and the sorted encoded headers `names` (lower-case), one per line."""
     values = {name.lower(): str(value).strip() for name, value in request.headers.items()}
-    values["host"] = host_header(request)
+    values.setdefault("host", host_header(request))
     query = sorted(f"{rfc3986(k)}={rfc3986(v)}" for k, v in query_pairs(request) if k.lower() != "authorization")
+    path = rfc3986(unquote(urlsplit(request.url or "").path or "/"), safe="/~")
     return "\n".join([
-        (request.method or "GET").upper(), rfc3986(unquote(urlsplit(request.url or "").path or "/"), safe="/~"), "&".join(query),
+        (request.method or "GET").upper(), path, "&".join(query),
         "\n".join(sorted(f"{rfc3986(name)}:{rfc3986(values[name])}" for name in names)),
     ])
 
@@ -67,7 +69,7 @@ class BaiduSigner(AuthBase):
         timestamp = self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
         headers["x-bce-date"] = timestamp
         headers["x-bce-content-sha256"] = sha256_hex(body_bytes(request))
-        names = sorted({"host"} | {n.lower() for n in headers if n.lower().startswith("x-bce-") or n.lower() == "content-type"})
+        names = sorted({"host"} | {n for n in map(str.lower, headers) if n.startswith("x-bce-") or n == "content-type"})
         prefix = f"{PREFIX}/{config.access_key_id}/{timestamp}/{config.expiration_seconds}"
         signature = hmac_sha256(signing_key(secret, prefix).encode("ascii"), canonical_request(request, names)).hex()
         headers["Authorization"] = f"{prefix}/{';'.join(names)}/{signature}"

@@ -1,22 +1,20 @@
-"""What the cloud signers share: the parts of a PreparedRequest as the server will read them, and their encodings."""
+"""Canonical request parts for the cloud signers: a PreparedRequest as the server will read it, and its encodings."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from uuid import uuid4
 
-from pydantic import SecretStr
 from requests import PreparedRequest
 
-from ..configtypes import read_secret
 
 __all__ = [
-    "Clock", "Nonce", "utc_now", "random_nonce", "rfc3986", "canonical_path", "query_pairs", "host_header",
-    "body_bytes", "sha256_hex", "hmac_sha256", "read_required", "read_optional", "present", "one_of",
+    "Clock", "Nonce", "utc_now", "random_nonce", "rfc3986", "canonical_path", "query_pairs", "host_header", "signed_headers",
+    "body_bytes", "sha256_hex", "hmac_sha256",
 ]
 
 Clock = Callable[[], datetime]
@@ -61,6 +59,15 @@ def host_header(request: PreparedRequest) -> str:
     return host
 
 
+def signed_headers(request: PreparedRequest, keep: Callable[[str], bool]) -> dict[str, str]:
+    """`host` (as configured, or as urllib3 sends it) and the headers `keep` accepts: lower-cased, trimmed, sorted."""
+    signed = {"host": str(request.headers.get("Host") or host_header(request)).strip()}
+    for name, value in request.headers.items():
+        if keep(name.lower()):
+            signed[name.lower()] = str(value).strip()
+    return dict(sorted(signed.items()))
+
+
 def body_bytes(request: PreparedRequest) -> bytes:
     """The exact body bytes about to be sent (a streamed body cannot be signed)."""
     from . import AuthFailure
@@ -83,44 +90,3 @@ def sha256_hex(data: bytes) -> str:
 def hmac_sha256(key: bytes, message: str) -> bytes:
     """HMAC-SHA256 of a UTF-8 message."""
     return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
-
-
-def read_required(inline: Optional[SecretStr], path: Optional[str], what: str) -> str:
-    """A secret read fresh (files rotate); an unreadable or empty one is an AuthFailure naming `what`, not the value."""
-    from . import AuthFailure
-
-    try:
-        value = read_secret(inline, path)
-    except OSError as exc:
-        raise AuthFailure(f"cannot read the {what} file: {exc.strerror or exc}") from None
-    if not value:
-        raise AuthFailure(f"the {what} is empty")
-    return value
-
-
-def read_optional(inline: Optional[SecretStr], path: Optional[str], what: str) -> Optional[str]:
-    """An optional secret (a session token) read fresh; None when not configured."""
-    if inline is None and path is None:
-        return None
-    return read_required(inline, path, what)
-
-
-def present(*values: tuple[Optional[SecretStr], Optional[str]]) -> list[str]:
-    """The secrets that can be read now, for the Redactor (unreadable files contribute nothing)."""
-    found = []
-    for inline, path in values:
-        try:
-            value = read_secret(inline, path)
-        except OSError:
-            value = None
-        if value:
-            found.append(value)
-    return found
-
-
-def one_of(inline: Optional[SecretStr], path: Optional[str], name: str, required: bool = True) -> None:
-    """Config check: a secret comes inline or from its file, not both (and, when required, from one of them)."""
-    if inline is not None and path is not None:
-        raise ValueError(f"set {name} or {name}_file, not both")
-    if required and inline is None and path is None:
-        raise ValueError(f"set {name} or {name}_file")

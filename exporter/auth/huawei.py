@@ -7,20 +7,20 @@ Signs the method, the path (ending in `/` for signing only), the sorted query, t
 from __future__ import annotations
 
 from typing import Optional
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr, field_validator, model_validator
 from requests import PreparedRequest
 from requests.auth import AuthBase
 
 from ..configtypes import Strict, check_secret_file
-from .canonical import (
-    Clock, body_bytes, host_header, hmac_sha256, one_of, present, query_pairs, read_optional, read_required, rfc3986,
-    sha256_hex, utc_now,
-)
+from .canonical import Clock, body_bytes, hmac_sha256, query_pairs, rfc3986, sha256_hex, signed_headers, utc_now
+from .credentials import one_of, present, read_optional, read_required
 
 __all__ = ["HuaweiAuth", "HuaweiSigner", "ALGORITHM", "canonical_uri"]
 
 ALGORITHM = "SDK-HMAC-SHA256"
+_SIGNED = frozenset({"content-type", "x-sdk-date", "x-project-id", "x-security-token"})  # and host
 
 
 class HuaweiAuth(Strict):
@@ -44,8 +44,6 @@ class HuaweiAuth(Strict):
 
 def canonical_uri(path: str) -> str:
     """Each decoded path segment encoded per RFC 3986, joined with `/`, ending in `/` (Huawei signs it that way)."""
-    from urllib.parse import unquote
-
     uri = "/".join(rfc3986(segment) for segment in unquote(path or "/").split("/"))
     return uri if uri.endswith("/") else uri + "/"
 
@@ -57,8 +55,6 @@ class HuaweiSigner(AuthBase):
         self.config, self.clock = config, clock
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
-        from urllib.parse import urlsplit
-
         config = self.config
         secret = read_required(config.secret_access_key, config.secret_access_key_file, "secret_access_key")
         token = read_optional(config.security_token, config.security_token_file, "security_token")
@@ -70,12 +66,8 @@ class HuaweiSigner(AuthBase):
             headers["X-Project-Id"] = config.project_id
         if token:
             headers["X-Security-Token"] = token
-        signed = {"host": host_header(request)}
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower in ("content-type", "x-sdk-date", "x-project-id", "x-security-token"):
-                signed[lower] = str(value).strip()
-        names = sorted(signed)
+        signed = signed_headers(request, _SIGNED.__contains__)
+        names = list(signed)
         query = "&".join(f"{rfc3986(k)}={rfc3986(v)}" for k, v in sorted(query_pairs(request)))
         canonical = "\n".join([
             (request.method or "GET").upper(), canonical_uri(urlsplit(request.url or "").path), query,
@@ -83,11 +75,14 @@ class HuaweiSigner(AuthBase):
         ])
         string_to_sign = f"{ALGORITHM}\n{date}\n{sha256_hex(canonical.encode('utf-8'))}"
         signature = hmac_sha256(secret.encode("utf-8"), string_to_sign).hex()
-        headers["Authorization"] = f"{ALGORITHM} Access={config.access_key_id}, SignedHeaders={';'.join(names)}, Signature={signature}"
+        headers["Authorization"] = (
+            f"{ALGORITHM} Access={config.access_key_id}, SignedHeaders={';'.join(names)}, Signature={signature}"
+        )
         return request
 
     def secrets(self) -> list[str]:
         """The SK, the security token and the AK."""
         config = self.config
-        found = present((config.secret_access_key, config.secret_access_key_file), (config.security_token, config.security_token_file))
-        return found + [config.access_key_id]
+        return present(
+            (config.secret_access_key, config.secret_access_key_file), (config.security_token, config.security_token_file)
+        ) + [config.access_key_id]

@@ -15,13 +15,14 @@ from requests.auth import AuthBase
 
 from ..configtypes import Strict, check_secret_file
 from .canonical import (
-    Clock, body_bytes, canonical_path, host_header, hmac_sha256, one_of, present, query_pairs, read_optional,
-    read_required, rfc3986, sha256_hex, utc_now,
+    Clock, body_bytes, canonical_path, hmac_sha256, query_pairs, rfc3986, sha256_hex, signed_headers, utc_now,
 )
+from .credentials import one_of, present, read_optional, read_required
 
 __all__ = ["VolcengineAuth", "VolcengineSigner", "ALGORITHM", "signing_key", "canonical_request"]
 
 ALGORITHM = "HMAC-SHA256"
+_SIGNED = frozenset({"content-type", "x-date", "x-content-sha256", "x-security-token"})  # and host
 
 
 class VolcengineAuth(Strict):
@@ -54,17 +55,12 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 
 def canonical_request(request: PreparedRequest) -> tuple[str, str]:
     """The canonical request of a request whose `X-Date` and `X-Content-Sha256` are set, and its signed header names."""
-    headers = request.headers
-    signed = {"host": host_header(request)}
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in ("content-type", "x-date", "x-content-sha256", "x-security-token"):
-            signed[lower] = str(value).strip()
-    names = sorted(signed)
+    signed = signed_headers(request, _SIGNED.__contains__)
+    names = list(signed)
     query = "&".join(f"{k}={v}" for k, v in sorted((rfc3986(k), rfc3986(v)) for k, v in query_pairs(request)))
     canonical = "\n".join([
         (request.method or "GET").upper(), canonical_path(request), query,
-        "".join(f"{name}:{signed[name]}\n" for name in names), ";".join(names), headers["X-Content-Sha256"],
+        "".join(f"{name}:{signed[name]}\n" for name in names), ";".join(names), request.headers["X-Content-Sha256"],
     ])
     return canonical, ";".join(names)
 
@@ -98,5 +94,6 @@ class VolcengineSigner(AuthBase):
     def secrets(self) -> list[str]:
         """The secret key, the session token and the access key ID."""
         config = self.config
-        found = present((config.secret_access_key, config.secret_access_key_file), (config.session_token, config.session_token_file))
-        return found + [config.access_key_id]
+        return present(
+            (config.secret_access_key, config.secret_access_key_file), (config.session_token, config.session_token_file)
+        ) + [config.access_key_id]
