@@ -10,6 +10,7 @@ from typing import Optional
 
 from prometheus_client import CollectorRegistry
 
+from .client import Redactor
 from .config import Config, ConfigError, Target, load_config
 from .poller import Poller
 from .scheduler import PollScheduler
@@ -23,6 +24,22 @@ log = logging.getLogger("exporter")
 # Seconds between the first polls of targets started together: 500 targets all due at one instant queue behind the
 # pool and start late (measured in bench/: up to 228 of 500 more than 1 s late on a loaded 2-core machine).
 FIRST_POLL_SPACING = 0.005
+
+
+def _warn_deprecated(config: Config) -> None:
+    if config.scheduler.max_workers is not None:
+        log.warning(
+            "scheduler.max_workers is deprecated and has no effect: each poll runs on its own thread, one per target at most"
+        )
+
+
+def _redacted(target: Target, error: Exception) -> str:
+    """`Type: message` of an error, with the target's secrets masked."""
+    text = f"{type(error).__name__}: {error}"
+    try:
+        return Redactor(target).redact(text)[:300]
+    except Exception:  # the redactor itself cannot be built: say nothing that might hold a secret
+        return type(error).__name__
 
 
 def shard_of(target_name: str, total_shards: int) -> int:
@@ -50,28 +67,32 @@ class Bridge:
         self.metrics = SelfMetrics(registry, process=process_metrics)
         self.metrics.shard_info.labels(str(shard), str(total_shards)).set(1)
         self.stop_event = threading.Event()
-        self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
         self._in_flight = 0
         self.config = config
         self.pollers: dict[str, Poller] = {}  # replaced whole on change, so readers may iterate it freely
-        self.scheduler = PollScheduler(config.max_workers, self._skipped)
+        self.scheduler = PollScheduler(self._skipped)
         self.started = False
         self._scheduling = True
+        _warn_deprecated(config)
 
     def owns(self, target: Target) -> bool:
         """Whether this replica's shard polls the target."""
         return self.total_shards == 1 or shard_of(target.name, self.total_shards) == self.shard
 
     def start(self, schedule: bool = True) -> None:
-        """Schedule every owned target, each with its first poll now (`schedule=False`: poll only via `poll_now`)."""
+        """Schedule every owned target, each with its first poll now (`schedule=False`: poll only via `poll_now`).
+
+        Raise ConfigError, before anything starts, if a target cannot be set up.
+        """
+        owned = [target for target in self.config.targets if self.owns(target)]
+        built = self._build_all(self.config, owned)
         self.metrics.reload_successful.set(1)
         self.metrics.reload_timestamp.set(time.time())
         self._scheduling = False
-        owned = [target for target in self.config.targets if self.owns(target)]
-        for target in owned:
-            self._add(target)
+        for poller in built.values():
+            self._install(poller)
         self._scheduling = schedule
         if schedule:
             for index, target in enumerate(owned):
@@ -85,31 +106,45 @@ class Bridge:
             or "none",
         )
 
-    def _add(self, target: Target) -> None:
-        poller = Poller(target, self.store, self.metrics, self.stop_event)
-        poller.publish = self._publisher(poller)  # type: ignore[method-assign]
-        self.metrics.add_target(target.name)
-        self.pollers = {**self.pollers, target.name: poller}
+    def _build_all(self, config: Config, targets: list[Target]) -> dict[str, Poller]:
+        """A poller for each target, or ConfigError naming every target that cannot be set up (nothing is changed)."""
+        built: dict[str, Poller] = {}
+        problems: list[str] = []
+        for target in targets:
+            try:
+                built[target.name] = Poller(target, self.store, self.metrics, self.stop_event)
+            except Exception as error:  # a config that passed validation must still never take the process down
+                index = config.targets.index(target)
+                problems.append(f"targets[{index}]: target {target.name!r} cannot be set up: {_redacted(target, error)}")
+        if problems:
+            raise ConfigError("<config>", problems)
+        return built
+
+    def _install(self, poller: Poller, replaces: Optional[Poller] = None) -> None:
+        """Make a poller the one serving its target; a poller it replaces is retired first and its state carried on."""
+        name = poller.target.name
+        if replaces is not None:
+            replaces.retire()
+            replaces.client.close()
+            poller.adopt(replaces)
+            served = self.store.current().get(name)
+            self.metrics.series.labels(name).set(served.series if served is not None else 0)
+        else:
+            self.metrics.add_target(name)
+        self.pollers = {**self.pollers, name: poller}
         if self._scheduling:
-            self._schedule(target)
+            self._schedule(poller.target)
 
     def _schedule(self, target: Target, delay: float = 0.0) -> None:
         self.scheduler.add(
             target.name, self._run, target.interval, target.jitter, self.config.scheduler.misfire_grace_time, delay
         )
 
-    def _publisher(self, poller: Poller):  # type: ignore[no-untyped-def]
-        def publish(snapshot: Snapshot) -> None:
-            with self._lock:
-                if self.pollers.get(poller.target.name) is poller:
-                    self.store.publish(snapshot)
-
-        return publish
-
     def _remove(self, name: str) -> None:
         self.scheduler.remove(name)
         pollers = dict(self.pollers)
         poller = pollers.pop(name)
+        poller.retire()  # after this its in-flight poll, if any, writes nothing: the series below stay gone
         self.pollers = pollers
         poller.client.close()
         self.store.drop(name)
@@ -144,26 +179,22 @@ class Bridge:
 
     def _apply(self, config: Config) -> dict[str, list[str]]:
         wanted = {t.name: t for t in config.targets if self.owns(t)}
+        fresh = [t for name, t in wanted.items() if name not in self.pollers or self.pollers[name].target != t]
+        built = self._build_all(config, fresh)
         changes: dict[str, list[str]] = {"added": [], "removed": [], "changed": [], "unchanged": []}
-        with self._lock:
-            for name in list(self.pollers):
-                if name not in wanted:
-                    self._remove(name)
-                    changes["removed"].append(name)
-        for name, target in wanted.items():
+        for name in list(self.pollers):
+            if name not in wanted:
+                self._remove(name)
+                changes["removed"].append(name)
+        for name in wanted:
             current = self.pollers.get(name)
-            if current is None:
-                self._add(target)
-                changes["added"].append(name)
-            elif current.target != target:
-                current.client.close()
-                self._add(target)
-                changes["changed"].append(name)
-            else:
+            if name not in built:
                 changes["unchanged"].append(name)
-        if config.max_workers != self.config.max_workers:
-            log.warning("scheduler.max_workers changes only on restart (kept %d)", self.config.max_workers)
+                continue
+            self._install(built[name], replaces=current)
+            changes["changed" if current is not None else "added"].append(name)
         self.config = config
+        _warn_deprecated(config)
         self.metrics.reload_successful.set(1)
         self.metrics.reload_timestamp.set(time.time())
         log.info("configuration reloaded: %s", "; ".join(f"{k} {', '.join(v)}" for k, v in changes.items() if v and k != "unchanged") or "no changes")
@@ -172,12 +203,13 @@ class Bridge:
     def reload_from_file(self, path: str) -> tuple[bool, list[str]]:
         """Re-read a config file and apply it; a bad file changes nothing that runs. Return (ok, problems)."""
         try:
-            config = load_config(path)
+            self.reload(load_config(path))
         except ConfigError as error:
+            if error.source == "<config>":
+                error = ConfigError(path, error.problems)
             self.metrics.reload_successful.set(0)
             log.error("configuration reload rejected, keeping the running configuration: %s", error)
             return False, error.problems
-        self.reload(config)
         return True, []
 
     def ready(self) -> bool:
@@ -189,12 +221,16 @@ class Bridge:
         return self.started and (self.scheduler.running or not self._scheduling) and not self.stop_event.is_set()
 
     def stop(self, grace: float = 10.0) -> bool:
-        """Stop scheduling, let in-flight polls finish for up to `grace` seconds; return whether they all did."""
+        """Stop scheduling, let in-flight polls finish for up to `grace` seconds; return whether they all did.
+
+        Polls still running after the grace are abandoned: they are retired (they write and log nothing more) and
+        their daemon threads do not hold the process at exit.
+        """
         self.scheduler.shutdown()
-        deadline = time.monotonic() + grace
         with self._idle:
-            finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, deadline - time.monotonic()))
+            finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, grace))
         self.stop_event.set()
         for poller in self.pollers.values():
+            poller.retire()
             poller.client.close()
         return finished

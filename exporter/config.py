@@ -6,13 +6,17 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
+from urllib.parse import urlsplit
 
 import yaml
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from .auth import Auth
 from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_file, read_secret
 from .convert import CONVERTERS
+from .families import occupied_names, standard_collector_names
 from .paths import PathError, compile_path
 
 __all__ = [
@@ -260,6 +264,13 @@ class Metric(Strict):
         elif self.value is None:
             raise ValueError(f"{self.type} metric {self.name!r} needs a value path")
         _check_path(self.value)
+        owned = standard_collector_names()
+        taken = sorted(n for n in occupied_names(self.name, self.type) if n in owned)
+        if taken:
+            raise ValueError(
+                f"name: {self.name!r} clashes with {owned[taken[0]]!r}, which the bridge's own process/platform/gc "
+                "collectors serve (choose another name)"
+            )
         return self
 
 
@@ -332,6 +343,7 @@ class Target(Strict):
             # Shown without user:password@ and the query string, either of which may hold a secret.
             shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1<redacted>@", url.split("?", 1)[0])
             raise ValueError(f"must be an http:// or https:// URL, got {shown[:80]!r}")
+        _check_authority(url)
         return url
 
     @field_validator("method", mode="before")
@@ -379,6 +391,37 @@ class Target(Strict):
         return self.stale_after if self.stale_after is not None else 3 * self.interval
 
 
+def _check_authority(url: str) -> None:
+    """Refuse a host or port the HTTP client cannot use, so that `check` catches what a poll would trip on."""
+    authority = urlsplit_authority(url)
+    if "{{" in authority:  # templated per poll: checked when rendered
+        return
+    hostport = authority.rsplit("@", 1)[-1]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        if "Port" in str(exc):
+            raise ValueError(f"port {hostport.rpartition(':')[2]!r} is not a number in 1-65535") from None
+        raise ValueError(f"host {hostport[:80]!r} is not valid: {exc}") from None
+    if port == 0:
+        raise ValueError("port 0 is not a port a server listens on (use 1-65535)")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    try:
+        parse_url(url)
+    except LocationParseError:
+        raise ValueError(f"host {hostport[:80]!r} is not valid") from None
+
+
+def urlsplit_authority(url: str) -> str:
+    """The `user:password@host:port` part of a URL, without parsing it."""
+    rest = url.split("//", 1)[-1]
+    for stop in "/?#":
+        rest = rest.split(stop, 1)[0]
+    return rest
+
+
 def _claim(taken: dict[str, str], labels: dict[str, Any], where: str, problems: list[str]) -> dict[str, str]:
     """Return where each of `labels` is set, adding a problem for any name already set at an enclosing level."""
     claimed = {}
@@ -392,6 +435,7 @@ def _claim(taken: dict[str, str], labels: dict[str, Any], where: str, problems: 
 class Scheduler(Strict):
     """The shared poll scheduler."""
 
+    # Deprecated, no effect: each poll has its own thread (one per target at most). Kept so old files still load.
     max_workers: Optional[int] = Field(default=None, ge=1, le=1024)
     misfire_grace_time: Optional[Seconds] = None
 
@@ -411,6 +455,7 @@ class Config(Strict):
                 problems.append(f"targets[{index}].name: duplicate target name {target.name!r} (first at targets[{seen[target.name]}])")
             seen.setdefault(target.name, index)
         families: dict[str, tuple[str, str, str]] = {}
+        occupied: dict[str, tuple[str, str]] = {}  # exposition name → (metric name, where) of the first to occupy it
         for t_index, target in enumerate(self.targets):
             for m_index, mapping in enumerate(target.mappings):
                 for k_index, metric in enumerate(mapping.metrics):
@@ -418,18 +463,24 @@ class Config(Strict):
                     first = families.setdefault(metric.name, (metric.type, metric.help, where))
                     if first[0] != metric.type:
                         problems.append(f"{where}.type: {metric.name!r} is of type {metric.type} here but {first[0]} at {first[2]}")
+                        continue
                     elif first[1] != metric.help and metric.help and first[1]:
                         problems.append(f"{where}.help: {metric.name!r} has a different help text at {first[2]}")
+                    names = occupied_names(metric.name, metric.type)
+                    clashes: dict[tuple[str, str], str] = {}
+                    for name in sorted(names):
+                        if name in occupied and occupied[name][0] != metric.name:
+                            clashes.setdefault(occupied[name], name)
+                    for (other, other_where), name in clashes.items():
+                        problems.append(
+                            f"{where}.name: {metric.name!r} ({metric.type}) clashes with {other!r} at {other_where}: "
+                            f"in OpenMetrics both claim {name!r}, which Prometheus rejects (rename one)"
+                        )
+                    for name in names:
+                        occupied.setdefault(name, (metric.name, where))
         if problems:
             raise ValueError("; ".join(problems))
         return self
-
-    @property
-    def max_workers(self) -> int:
-        """Poll threads: enough that hanging targets never hold up healthy ones."""
-        if self.scheduler.max_workers is not None:
-            return self.scheduler.max_workers
-        return max(4, min(64, len(self.targets)))
 
 
 def expand_env(text: str, environ: Optional[dict[str, str]] = None) -> tuple[str, list[str]]:
@@ -493,10 +544,61 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
+# Aliases may expand a document to 10 × the nodes written, or this many, whichever is more. Without a bound a
+# 405-byte "billion laughs" document (nine aliases of nine) took 18 s to reject; anchors for shared blocks stay usable.
+ALIAS_EXPANSION_FACTOR = 10
+ALIAS_EXPANSION_FLOOR = 100_000
+
+
+class _AliasBomb(Exception):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """Nodes the document holds once every alias is expanded (counted in linear time: shared nodes are memoised)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise _AliasBomb("an alias refers to a node that contains it (a recursive document)")
+    open_.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value)
+    open_.discard(key)
+    memo[key] = size
+    return size
+
+
+def load_yaml(text: str) -> Any:
+    """Safe-load one YAML document, refusing one whose aliases expand it beyond the budget above."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        memo: dict[int, int] = {}
+        expanded = _expanded_size(node, memo, set())
+        written = len(memo)
+        budget = max(ALIAS_EXPANSION_FLOOR, ALIAS_EXPANSION_FACTOR * written)
+        if expanded > budget:
+            raise _AliasBomb(
+                f"aliases expand the document to more than {budget} nodes ({written} written): "
+                "write the repeated parts out, or use fewer aliases of aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Parse and validate YAML text; raise ConfigError listing every problem with its key path."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
+    except _AliasBomb as exc:
+        raise ConfigError(source, [f"<yaml>: {exc}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -1,12 +1,19 @@
-"""Logging set-up: ISO-8601 UTC timestamps with milliseconds, text or JSON, stderr plus an optional rotating file."""
+"""Logging set-up: ISO-8601 UTC timestamps with milliseconds, text or JSON, stderr plus an optional rotating file.
+
+Exceptions nobody caught (in a thread, or "ignored" in a finaliser) are logged too, instead of Python printing a raw
+traceback past the chosen format and file. They name the exception type and where it was raised, never its message,
+which may quote a URL or a credential.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import sys
+import threading
 import time
-from typing import Optional
+import traceback
+from typing import Any, Optional
 
 import orjson
 
@@ -37,6 +44,26 @@ class _JSONFormatter(_TextFormatter):
         return orjson.dumps(entry).decode()
 
 
+def _where(tb: Any) -> str:
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("exporter").error(
+        "thread %s stopped by an uncaught %s at %s", name, args.exc_type.__name__, _where(args.exc_traceback)
+    )
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    logging.getLogger("exporter").debug(
+        "ignored %s at %s", type(unraisable.exc_value).__name__, _where(unraisable.exc_traceback)
+    )
+
+
 def configure_logging(level: str = "info", fmt: str = "text", file: Optional[str] = None) -> None:
     """Route every log record to stderr (and `file`, rotated at 10 MiB, 5 kept) in the chosen format."""
     formatter: logging.Formatter = _JSONFormatter() if fmt == "json" else _TextFormatter()
@@ -50,4 +77,6 @@ def configure_logging(level: str = "info", fmt: str = "text", file: Optional[str
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level.upper())
+    threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable
     logging.getLogger("urllib3").setLevel(logging.WARNING)

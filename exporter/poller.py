@@ -49,8 +49,10 @@ class Poller:
         self.headers = self.family_headers(target)
         self.status = PollStatus()
         self.history = PollHistory()
-        self._lock = threading.Lock()
-        self.in_flight = False
+        self.settled = self.status  # the status as the last finished poll left it (no "running")
+        self.stop = stop
+        self._outcome = threading.Lock()
+        self.retired = False
         self.attempted = threading.Event()
 
     @staticmethod
@@ -59,8 +61,20 @@ class Poller:
         return {m.name: FamilyHeader.build(m.name, m.type, m.help) for mapping in target.mappings for m in mapping.metrics}
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Make a snapshot visible (the bridge replaces this to ignore pollers it has retired)."""
+        """Make a snapshot visible."""
         self.store.publish(snapshot)
+
+    def retire(self) -> None:
+        """From now on write nothing: no snapshot, no self-metric, no status (waits for an outcome being recorded)."""
+        with self._outcome:
+            self.retired = True
+
+    def adopt(self, old: "Poller") -> None:
+        """Carry on from a retired poller of the same target: its status, history, readiness and what it serves."""
+        self.status = self.settled = old.settled
+        self.history = old.history
+        if old.attempted.is_set():
+            self.attempted.set()
 
     def poll(self) -> bool:
         """Poll once; return whether it succeeded. Never raises: every failure is counted with its reason."""
@@ -68,18 +82,18 @@ class Poller:
         metrics = self.metrics
         started = time.monotonic()
         started_wall = time.time()
-        metrics.poll_start_delay.labels(name).observe(delay_since(scheduled_time(), datetime.now(timezone.utc)))
-        self.status = replace(self.status, last_start=started_wall, last_outcome="running")
+        start_delay = delay_since(scheduled_time(), datetime.now(timezone.utc))
+        self.status = replace(self.settled, last_start=started_wall, last_outcome="running")
         reason = message = ""
+        skew: Optional[float] = None
         try:
             fetched = self.client.fetch()
             if fetched.api_date is not None:
-                metrics.api_clock_skew.labels(name).set(fetched.api_date - fetched.received_at)
+                skew = fetched.api_date - fetched.received_at
             result = self.mapper.new_result()
             for document in fetched.documents:
                 self.mapper.map(document, result)
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
-            self.publish(snapshot)
         except FetchError as error:
             reason, message = error.reason, str(error)
         except MappingError as error:
@@ -88,12 +102,22 @@ class Poller:
             reason, message = "internal", self.client.redactor.redact(f"{type(error).__name__}: {error}")
             log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
         duration = time.monotonic() - started
-        metrics.poll_duration.labels(name).observe(duration)
-        if reason:
-            self._failed(reason, message, started_wall, duration)
-        else:
-            self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, len(fetched.documents))
-        self.attempted.set()
+        with self._outcome:
+            if self.retired:  # removed or changed by a reload mid-poll: writing now would resurrect or overwrite
+                if not self.stop.is_set():
+                    log.debug("poll of %s ended after a reload retired it; outcome discarded", name)
+                return False
+            metrics.poll_start_delay.labels(name).observe(start_delay)
+            metrics.poll_duration.labels(name).observe(duration)
+            if skew is not None:
+                metrics.api_clock_skew.labels(name).set(skew)
+            if reason:
+                self._failed(reason, message, started_wall, duration)
+            else:
+                self.publish(snapshot)
+                self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, len(fetched.documents))
+            self.settled = self.status
+            self.attempted.set()
         return not reason
 
     def _succeeded(self, result, snapshot: Snapshot, started: float, duration: float, size: int, pages: int) -> None:  # type: ignore[no-untyped-def]

@@ -9,19 +9,11 @@ Children are pre-created per target (and per target and reason), so every series
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-    disable_created_metrics,
-)
-from prometheus_client.gc_collector import GCCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from . import __version__
 from .client import REASONS
+from .families import register_standard_collectors
 
 __all__ = ["SelfMetrics", "DURATION_BUCKETS", "DROP_REASONS"]
 
@@ -82,9 +74,7 @@ class SelfMetrics:
         self.build_info.labels(__version__).set(1)
         self.shard_info = Gauge(p + "shard_info", "This replica's shard.", ["shard", "total_shards"], registry=r)
         if process:
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
-            GCCollector(registry=r)
+            register_standard_collectors(r)
 
     def add_target(self, target: str) -> None:
         """Create every per-target child at 0, so the series exist before the first poll."""

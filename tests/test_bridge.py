@@ -1,10 +1,13 @@
 """Bridge and poller: polls publish snapshots, failures are counted by reason, stale data goes, other targets stay."""
 
+import socket
 import threading
+import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.config import parse_config
 from fakeapi import Reply, wait_until
 
 
@@ -224,3 +227,145 @@ def bridge_text(bridge):
     from prometheus_client import generate_latest
 
     return generate_latest(bridge.metrics.registry).decode()
+
+
+def many_targets(api, names, interval, timeout):
+    return "targets:\n" + "".join(
+        pods_config(api, name, interval=interval).split("targets:\n")[1].replace("timeout: 2s", f"timeout: {timeout}")
+        for name in names
+    )
+
+
+class HangingAPI:
+    """A loopback server that accepts every connection, reads the request and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.sock.settimeout(0.05)
+        self.held: list[socket.socket] = []
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}{path}"
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join()
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_eighty_hanging_targets_never_starve_ten_healthy_ones(api, run_bridge):
+    polled: dict[str, list[float]] = {f"ok{i}": [] for i in range(10)}
+    for name in polled:
+        api.routes["/" + name] = lambda request: (polled[request.path[1:]].append(time.monotonic()), Reply(pods("a")))[1]
+    hanging_api = HangingAPI()
+    hanging = [f"hang{i:02d}" for i in range(80)]
+    config = many_targets(api, hanging, "2s", "2s")
+    for name in hanging:
+        config = config.replace(api.url("/" + name), hanging_api.url("/" + name))
+    config += many_targets(api, polled, "1s", "1s").split("targets:\n")[1]
+    started = time.monotonic()
+    try:
+        running = run_bridge(config)
+        wait_until(lambda: len(hanging_api.held) >= 80, timeout=5)
+        wait_until(lambda: time.monotonic() - started > 4.5, timeout=6)
+        running.bridge.stop(grace=0)
+    finally:
+        hanging_api.close()
+    for name, times in polled.items():
+        gaps = [later - earlier for earlier, later in zip([started, *times], times)]
+        assert len(times) >= 4 and max(gaps) <= 2 * 1.0, (name, [round(g, 2) for g in gaps])
+
+
+def test_a_reload_from_one_to_forty_targets_polls_all_forty(api, run_bridge):
+    names = [f"t{i:02d}" for i in range(40)]
+    for name in names:
+        api.routes["/" + name] = Reply(pods("a"))
+    running = run_bridge(many_targets(api, names[:1], "1s", "1s"))
+    wait_until(lambda: running.bridge.pollers["t00"].status.polls >= 1)
+    running.bridge.reload(parse_config(many_targets(api, names, "1s", "1s")))
+    wait_until(lambda: all(running.bridge.pollers[name].status.polls >= 1 for name in names), timeout=2 * 1.0)
+
+
+def held_route(api, path):
+    """Route `path` to a reply that waits for the test: returns (entered, release, reply-holder)."""
+    entered, release = threading.Event(), threading.Event()
+    reply = [Reply(pods("a", "b"))]
+
+    def answer(request):
+        entered.set()
+        release.wait(10)
+        return reply[0]
+
+    api.routes[path] = answer
+    return entered, release, reply
+
+
+def test_removing_a_target_during_its_poll_does_not_resurrect_its_self_metrics(api, run_bridge):
+    api.routes["/other"] = Reply(pods("o"))
+    running = run_bridge(pods_config(api) + pods_config(api, "other").split("targets:\n")[1], schedule=False)
+    entered, release, _ = held_route(api, "/pods")
+    poll = threading.Thread(target=running.bridge.poll_now, args=("pods",))
+    poll.start()
+    assert entered.wait(5)
+    running.bridge.reload(parse_config(pods_config(api, "other")))
+    release.set()
+    poll.join(10)
+    text = scrape(running.url)
+    assert 'target="pods"' not in text
+    assert pods_served(text) == []
+    assert sample_value(text, "metrics_bridge_target_up", target="other") == 0
+
+
+def test_changing_a_target_mid_poll_keeps_its_state_and_discards_the_old_outcome(api, run_bridge):
+    api.routes["/pods"] = Reply(pods("a", "b"))
+    running = run_bridge(pods_config(api), schedule=False)
+    assert running.bridge.poll_now("pods") is True
+    entered, release, reply = held_route(api, "/pods")
+    reply[0] = Reply(status=500)
+    poll = threading.Thread(target=running.bridge.poll_now, args=("pods",))
+    poll.start()
+    assert entered.wait(5)
+    running.bridge.reload(parse_config(pods_config(api, interval="11s")))
+    text = scrape(running.url)
+    assert pods_served(text) == ["a", "b"]
+    assert sample_value(text, "metrics_bridge_target_up", target="pods") == 1
+    assert sample_value(text, "metrics_bridge_series", target="pods") == 2
+    release.set()
+    poll.join(10)
+    text = scrape(running.url)
+    assert sample_value(text, "metrics_bridge_target_up", target="pods") == 1
+    assert sample_value(text, "metrics_bridge_series", target="pods") == 2
+    assert sample_value(text, "metrics_bridge_poll_failures_total", target="pods", reason="http_status") == 0
+    new = running.bridge.pollers["pods"]
+    assert new.target.interval == 11 and new.status.last_outcome == "success" and new.status.polls == 1
+    assert running.bridge.ready()
+    api.routes["/pods"] = Reply(pods("c"))
+    assert running.bridge.poll_now("pods") is True
+    text = scrape(running.url)
+    assert pods_served(text) == ["c"] and sample_value(text, "metrics_bridge_series", target="pods") == 1
+
+
+def test_a_reload_with_an_invalid_port_is_rejected_and_the_status_page_stays_up(api, run_bridge, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    running = run_bridge(pods_config(api), schedule=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api) + pods_config(api, "broken").split("targets:\n")[1].replace(api.url("/broken"), "http://127.0.0.1:99999/ok"))
+    ok, problems = running.bridge.reload_from_file(str(path))
+    assert not ok and any(p.startswith("targets[1].url: ") and "99999" in p for p in problems)
+    assert list(running.bridge.pollers) == ["pods"]
+    assert requests.get(running.url + "/", timeout=5).status_code == 200
+    assert sample_value(scrape(running.url), "metrics_bridge_config_last_reload_successful") == 0

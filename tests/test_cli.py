@@ -3,8 +3,11 @@
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,86 @@ def test_demo_serves_all_three_levels_within_ten_seconds_and_promtool_finds_no_p
     finally:
         code, _ = demo.stop(signal.SIGINT)
     assert code == 0
+
+
+def scrape_value(bridge, name):
+    response = bridge.get("/metrics")
+    return sample_value(response.text, name) if response is not None else None
+
+
+def test_sigterm_exits_within_the_shutdown_grace_while_a_poll_hangs(api, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"), delay=60)
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api, interval="30s").replace("timeout: 2s", "timeout: 30s"))
+    bridge = Process("run", "--config", str(path), "--shutdown-grace", "1")
+    wait_until(lambda: len(api.requests) == 1)
+    started = time.monotonic()
+    code, err = bridge.stop(signal.SIGTERM)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1 + 2, f"exit took {elapsed:.1f}s"
+    assert code == 0
+    assert "Traceback" not in err
+    assert err.rstrip().endswith("INFO exporter: stopped; polls still running were abandoned")
+
+
+def test_ten_sighups_in_a_row_each_reload_within_a_second(api, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api))
+    bridge = Process("run", "--config", str(path))
+    try:
+        previous = wait_until(lambda: scrape_value(bridge, "metrics_bridge_config_last_reload_success_timestamp_seconds"))
+        for _ in range(10):
+            bridge.proc.send_signal(signal.SIGHUP)
+            sent = time.monotonic()
+            previous = wait_until(
+                lambda: (value := scrape_value(bridge, "metrics_bridge_config_last_reload_success_timestamp_seconds")) > previous and value,
+                timeout=1.0, interval=0.01,
+            )
+            assert time.monotonic() - sent < 1.0
+    finally:
+        code, err = bridge.stop()
+    assert code == 0
+    assert err.count("SIGHUP received: reloading") == 10
+    assert err.count("configuration reloaded: no changes") == 10
+
+
+def test_reset_and_timed_out_polls_log_only_json_lines(api, tmp_path):
+    resetter = socket.socket()
+    resetter.bind(("127.0.0.1", 0))
+    resetter.listen(16)
+    stop = threading.Event()
+
+    def reset_every_connection():
+        resetter.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = resetter.accept()
+            except OSError:
+                continue
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=reset_every_connection, daemon=True)
+    thread.start()
+    api.routes["/slow"] = Reply(pods("s"), delay=30)
+    reset_url = f"http://127.0.0.1:{resetter.getsockname()[1]}/reset"
+    config = pods_config(api, "slow", interval="0.5s").replace("timeout: 2s", "timeout: 0.3s")
+    config += pods_config(api, "reset", interval="0.5s").split("targets:\n")[1].replace("timeout: 2s", "timeout: 0.3s").replace(api.url("/reset"), reset_url)
+    path = tmp_path / "config.yaml"
+    path.write_text(config)
+    bridge = Process("run", "--config", str(path), "--log-format", "json", "--log-level", "debug")
+    try:
+        wait_until(lambda: (r := bridge.get("/metrics")) is not None
+                   and (sample_value(r.text, "metrics_bridge_poll_failures_total", target="reset", reason="connection") or 0) >= 2
+                   and (sample_value(r.text, "metrics_bridge_poll_failures_total", target="slow", reason="timeout") or 0) >= 2)
+    finally:
+        code, err = bridge.stop()
+        stop.set()
+        thread.join()
+        resetter.close()
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][:5]
+    assert "Traceback" not in err

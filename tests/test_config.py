@@ -161,3 +161,111 @@ def test_secrets_are_not_shown_in_the_config_repr():
     config = parse_config(text)
     assert "s3cr3t-t0ken" not in repr(config)
     assert "s3cr3t-t0ken" not in str(config.model_dump())
+
+
+def one_metric(name: str, type_: str = "gauge", url: str = "http://127.0.0.1:8080/metrics") -> str:
+    value = "" if type_ == "info" else ", value: v"
+    return MINIMAL.replace("http://127.0.0.1:8080/metrics", url).replace("{name: up_ratio, value: up}", f"{{name: {name}, type: {type_}{value}}}")
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("http://127.0.0.1:99999/ok", "port '99999' is not a number in 1-65535"),
+        ("http://user:hunter22@127.0.0.1:99999/ok", "port '99999' is not a number in 1-65535"),
+        ("http://127.0.0.1:http/ok", "port 'http' is not a number in 1-65535"),
+        ("http://127.0.0.1:0/ok", "port 0 is not a port a server listens on (use 1-65535)"),
+        ("http://:8080/ok", "the URL has no host"),
+        ("http://[::1/ok", "host '[::1' is not valid: Invalid IPv6 URL"),
+    ],
+)
+def test_a_url_whose_host_or_port_cannot_be_used_is_refused_at_check(url, problem):
+    assert problems_of(one_metric("up_ratio", url=url)) == [f"targets[0].url: {problem}"]
+
+
+def test_a_url_with_a_port_in_range_is_accepted():
+    assert parse_config(one_metric("up_ratio", url="http://[::1]:65535/ok")).targets[0].url == "http://[::1]:65535/ok"
+
+
+@pytest.mark.parametrize(
+    "name, type_, owner",
+    [
+        ("process_open_fds", "gauge", "process_open_fds"),
+        ("process_cpu_seconds_total", "counter", "process_cpu_seconds"),
+        ("process_cpu_seconds", "gauge", "process_cpu_seconds"),
+        ("python_gc_collections_created", "gauge", "python_gc_collections"),
+        ("python_info", "info", "python_info"),
+    ],
+)
+def test_names_the_process_platform_and_gc_collectors_serve_are_refused(name, type_, owner):
+    assert problems_of(one_metric(name, type_)) == [
+        f"targets[0].mappings[0].metrics[0].name: {name!r} clashes with {owner!r}, which the bridge's own "
+        "process/platform/gc collectors serve (choose another name)"
+    ]
+
+
+def test_the_refused_names_come_from_the_collectors_themselves():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from exporter.families import register_standard_collectors, standard_collector_names
+
+    registry = CollectorRegistry()
+    register_standard_collectors(registry)
+    served = {line.split()[2] for line in generate_latest(registry).decode().splitlines() if line.startswith("# TYPE")}
+    assert served and served <= set(standard_collector_names())
+
+
+def test_openmetrics_family_clashes_are_refused_wherever_the_metrics_are():
+    text = MINIMAL.replace(
+        "          - {name: up_ratio, value: up}\n",
+        "          - {name: jobs, value: a}\n          - {name: jobs_total, type: counter, value: b}\n"
+        "          - {name: build_info, type: info}\n          - {name: build, value: c}\n",
+    )
+    second = MINIMAL.split("targets:\n")[1].replace("name: api", "name: other").replace("{name: up_ratio, value: up}", "{name: jobs_created, value: d}")
+    assert problems_of(text + second) == [
+        "targets[0].mappings[0].metrics[1].name: 'jobs_total' (counter) clashes with 'jobs' at targets[0].mappings[0].metrics[0]: "
+        "in OpenMetrics both claim 'jobs', which Prometheus rejects (rename one)",
+        "targets[0].mappings[0].metrics[3].name: 'build' (gauge) clashes with 'build_info' at targets[0].mappings[0].metrics[2]: "
+        "in OpenMetrics both claim 'build', which Prometheus rejects (rename one)",
+        "targets[1].mappings[0].metrics[0].name: 'jobs_created' (gauge) clashes with 'jobs_total' at targets[0].mappings[0].metrics[1]: "
+        "in OpenMetrics both claim 'jobs_created', which Prometheus rejects (rename one)",
+    ]
+
+
+def test_the_same_metric_in_two_targets_is_one_family_not_a_clash():
+    second = MINIMAL.split("targets:\n")[1].replace("name: api", "name: other")
+    assert len(parse_config(MINIMAL + second).targets) == 2
+
+
+def test_a_yaml_alias_bomb_is_rejected_in_under_two_seconds():
+    import time
+
+    text = (Path(__file__).parent / "testdata" / "config" / "alias-bomb.yml").read_text()
+    started = time.monotonic()
+    problems = problems_of(text)
+    assert time.monotonic() - started < 2.0
+    assert problems == [
+        "<yaml>: aliases expand the document to more than 100000 nodes (28 written): "
+        "write the repeated parts out, or use fewer aliases of aliases"
+    ]
+
+
+def test_a_recursive_alias_is_rejected():
+    assert problems_of("targets: &t [*t]\n") == ["<yaml>: an alias refers to a node that contains it (a recursive document)"]
+
+
+def test_anchors_and_merge_keys_for_shared_blocks_still_work():
+    text = """
+targets:
+  - &first
+    name: a
+    url: http://127.0.0.1:1/a
+    interval: 30s
+    mappings: &cpu
+      - level: service
+        metrics: [{name: up_ratio, value: up}]
+  - {<<: *first, name: b, url: "http://127.0.0.1:1/b"}
+  - {name: c, url: "http://127.0.0.1:1/c", mappings: *cpu}
+"""
+    config = parse_config(text)
+    assert [(t.name, t.interval, len(t.mappings)) for t in config.targets] == [("a", 30.0, 1), ("b", 30.0, 1), ("c", 15.0, 1)]
