@@ -15,7 +15,7 @@ from .config import Config, ConfigError, Target, load_config
 from .poller import Poller
 from .scheduler import PollScheduler
 from .selfmetrics import SelfMetrics
-from .store import Snapshot, SnapshotStore
+from .store import SnapshotStore
 
 __all__ = ["Bridge", "shard_of"]
 
