@@ -101,7 +101,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     """Map one saved (or freshly fetched) response with one target's mappings and print the exposition."""
     from .client import FetchError, Redactor, TargetClient
     from .mapping import Mapper
-    from .poller import Poller
+    from .poller import Poller, describe_failure
     from .store import Snapshot
 
     config = _load(args.config)
@@ -112,12 +112,14 @@ def cmd_try(args: argparse.Namespace) -> int:
         print(f"metrics-bridge: no target {args.target!r}; the config has: {', '.join(t.name for t in config.targets)}", file=sys.stderr)
         return 1
     mapper = Mapper(target)
+    redactor = Redactor(target)
     try:
         if args.input:
             raw = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
             documents = [orjson.loads(raw)]
         else:
             client = TargetClient(target)
+            redactor = client.redactor  # it also knows the page tokens this poll saw
             documents = client.fetch().documents
             client.close()
         result = mapper.new_result()
@@ -126,12 +128,11 @@ def cmd_try(args: argparse.Namespace) -> int:
     except (OSError, orjson.JSONDecodeError) as error:
         print(f"metrics-bridge: cannot read {args.input}: {error}", file=sys.stderr)
         return 1
-    except FetchError as error:
-        print(f"metrics-bridge: fetch failed ({error.reason}): {error}", file=sys.stderr)
-        return 1
-    except MappingError as error:
-        # The message quotes values from the response, which may echo a credential back.
-        print(f"metrics-bridge: mapping failed: {Redactor(target).redact(str(error))}", file=sys.stderr)
+    except (FetchError, MappingError) as error:
+        # The message may quote values from the response, which can echo a credential back.
+        reason, message = describe_failure(error, redactor)
+        what = "mapping failed" if isinstance(error, MappingError) else f"fetch failed ({reason})"
+        print(f"metrics-bridge: {what}: {message}", file=sys.stderr)
         return 1
     headers = Poller.family_headers(target)
     snapshot = Snapshot.build(target.name, result, headers, float("inf"))

@@ -13,6 +13,7 @@ Embedding example (the classic `get_metrics(metric_type=None, pod_name=None, con
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import random
@@ -21,16 +22,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Optional
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from typing import Any, Optional, Union
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase, HTTPBasicAuth
+from requests.cookies import extract_cookies_to_jar
+from requests.utils import get_auth_from_url, requote_uri
 
 from . import __version__
 from .auth import AuthFailure, auth_secrets, build_auth
 from .config import Target
+from .deadline import WATCHDOG, DeadlineAdapter
 from .paths import Getter, PathError, compile_path
 
 __all__ = ["FetchError", "FetchResult", "TargetClient", "Redactor", "REASONS"]
@@ -38,8 +42,12 @@ __all__ = ["FetchError", "FetchResult", "TargetClient", "Redactor", "REASONS"]
 REASONS = (
     "timeout", "connection", "tls", "http_status", "invalid_json", "too_large", "pagination", "mapping", "auth", "api_error",
 )
-_SECRET_PARAM = re.compile(r"token|secret|passw|pwd|key|signature|sig$|auth|credential", re.IGNORECASE)
+_SECRET_WORDS = "token|secret|passw|pwd|key|signature|auth|credential"
+_SECRET_PARAM = re.compile(rf"{_SECRET_WORDS}|sig$", re.IGNORECASE)
 _CHUNK = 1 << 16
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10  # as Go's net/http, which Prometheus uses: the tenth redirect in a row fails the page
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _HideQueryStrings(logging.Filter):
@@ -79,32 +87,56 @@ class FetchResult:
 
 
 class Redactor:
-    """Knows a target's secrets and removes them from any text before it is logged or shown."""
+    """Knows a target's secrets and removes them from any text before it is logged or shown.
+
+    Secrets are the credentials of `auth`, secret query parameters (by name or listed in `secret_params`), the
+    password in the URL, every `headers:` value not listed in `safe_headers`, and the page tokens of the poll in
+    progress. Each is also masked URL-encoded and base64-encoded; any URL's userinfo password and secret-looking query
+    values are masked whoever wrote them (a redirect or a `rel=next` link).
+    """
 
     MASK = "<redacted>"
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.secret_params = {p for p in target.params if p in target.secret_params or _SECRET_PARAM.search(p)}
+        safe = {name.lower() for name in target.safe_headers}
+        self.secret_headers = {name for name in target.headers if name.lower() not in safe}
+        self.poll_secrets: set[str] = set()
+        name = r"[^=&\s#\"'<>]*"
+        names = "|".join([re.escape(p) for p in target.secret_params] + [rf"{name}(?:{_SECRET_WORDS}){name}", rf"{name}sig"])
+        self._query = re.compile(rf"([?&;](?:{names})=)[^&\s#\"'<>]+", re.IGNORECASE)
+        self._userinfo = re.compile(r"(//[^/@\s:]*:)[^/@\s]+@")
 
     def secrets(self) -> list[str]:
-        """Every secret value this target uses, read fresh (files can rotate)."""
+        """Every secret value this target uses, read fresh (files can rotate), in the forms it may appear in."""
         values: list[str] = auth_secrets(self.target.auth)
         for name in self.secret_params:
             values.append(str(self.target.params[name]))
+        values += [self.target.headers[name] for name in self.secret_headers]
+        values += self.poll_secrets
         parts = urlsplit(self.target.url)
         if parts.password:
             values.append(parts.password)
+            values.append(base64.b64encode(f"{parts.username or ''}:{parts.password}".encode()).decode())
         for name, value in parse_qsl(parts.query):
             if name in self.target.secret_params or _SECRET_PARAM.search(name):
                 values.append(value)
-        return sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+        forms = set()
+        for value in values:
+            if len(value) >= 3:
+                forms.update((value, quote(value, safe=""), quote_plus(value), base64.b64encode(value.encode()).decode()))
+        return sorted(forms, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        """Replace every known secret in `text` with a mask."""
+        """Replace every known secret in `text` with a mask, and secret-looking parts of any URL in it."""
         for secret in self.secrets():
             if secret in text:
                 text = text.replace(secret, self.MASK)
+        if "=" in text:
+            text = self._query.sub(rf"\1{self.MASK}", text)
+        if "@" in text:
+            text = self._userinfo.sub(rf"\1{self.MASK}@", text)
         return text
 
     def url(self) -> str:
@@ -171,8 +203,8 @@ def _retry_after(response: requests.Response) -> Optional[float]:
         return None
 
 
-def _parse_json(body: bytes, content_type: str) -> Any:
-    if not body.strip():
+def _parse_json(body: Union[bytes, bytearray], content_type: str) -> Any:
+    if not body or body.isspace():  # no .strip(): that would copy a body of up to max_response_bytes
         raise FetchError("invalid_json", "empty response body")
     try:
         return orjson.loads(body)
@@ -195,8 +227,8 @@ class TargetClient:
         self.redactor = Redactor(target)
         self.stop = stop or threading.Event()
         self.session = requests.Session()
-        self.session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=2))
-        self.session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=2))
+        self.session.mount("http://", DeadlineAdapter(max_retries=0, pool_maxsize=2))
+        self.session.mount("https://", DeadlineAdapter(max_retries=0, pool_maxsize=2))
         self.session.trust_env = False
         self.session.headers["User-Agent"] = f"metrics-bridge/{__version__}"
         self.session.headers["Accept"] = "application/json"
@@ -222,13 +254,27 @@ class TargetClient:
         return self.fetch(extra_params=extra, paginate=False).documents[0]
 
     def fetch(self, extra_params: Optional[dict[str, Any]] = None, paginate: bool = True) -> FetchResult:
-        """Fetch every page within the target's timeout; raise FetchError with a reason on any failure."""
+        """Fetch every page within the target's timeout; raise FetchError with a reason on any failure.
+
+        This is where every FetchError's message is redacted, whichever step raised it.
+        """
+        deadline = time.monotonic() + self.target.timeout
+        self.redactor.poll_secrets.clear()
+        try:
+            with WATCHDOG.watch(deadline):
+                return self._fetch(deadline, extra_params, paginate)
+        except FetchError as error:
+            error.args = (self.redactor.redact(str(error)),)
+            raise
+
+    def _fetch(self, deadline: float, extra_params: Optional[dict[str, Any]], paginate: bool) -> FetchResult:
+        """Every page of one poll, all under one byte cap and one deadline."""
         target = self.target
-        deadline = time.monotonic() + target.timeout
         result = FetchResult()
         params: dict[str, Any] = {**target.params, **(extra_params or {})}
         body = target.body
         url = target.url
+        origin = _origin(url)  # credentials go to this origin only, whatever a redirect or a rel=next link says
         pagination = target.pagination if paginate else None
         seen: set[str] = set()
         items_seen = 0
@@ -236,7 +282,7 @@ class TargetClient:
         while True:
             if pagination and pagination.type == "page_number":
                 params[pagination.page_param] = page
-            document, response = self._request(url, params, body, deadline, result)
+            document, response = self._request(url, params, body, deadline, result, origin)
             result.documents.append(document)
             if pagination is None:
                 return result
@@ -251,6 +297,7 @@ class TargetClient:
                 if token in (None, "", 0):
                     return result
                 token = str(token)
+                self.redactor.poll_secrets.add(token)  # opaque, and some APIs put credentials or cursors in them
                 if token in seen:
                     raise FetchError("pagination", f"the API returned page token number {len(seen)} again (a pagination loop)")
                 seen.add(token)
@@ -266,7 +313,12 @@ class TargetClient:
                 next_url = response.links.get("next", {}).get("url")
                 if not next_url:
                     return result
-                url = urljoin(response.url, next_url)
+                try:
+                    url = urljoin(response.url, next_url)
+                except ValueError:
+                    raise FetchError("pagination", "the API's Link: rel=next is not a URL") from None
+                # Cursors are as opaque as page tokens; numbers (page=2) stay readable.
+                self.redactor.poll_secrets.update(v for _, v in parse_qsl(urlsplit(url).query) if not v.isdigit())
                 if url in seen:
                     raise FetchError("pagination", "the API's Link: rel=next points to a page already fetched")
                 seen.add(url)
@@ -289,7 +341,7 @@ class TargetClient:
             return False
 
     def _request(
-        self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult
+        self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
     ) -> tuple[Any, requests.Response]:
         """One page, with retries on connection errors, 5xx and 429, all inside the deadline."""
         target = self.target
@@ -299,7 +351,7 @@ class TargetClient:
             attempt += 1
             result.attempts += 1
             try:
-                return self._attempt(url, params, body, deadline, result)
+                return self._attempt(url, params, body, deadline, result, origin)
             except FetchError as error:
                 retryable = error.reason == "connection" or (
                     error.reason == "http_status" and error.status is not None and (error.status >= 500 or error.status == 429)
@@ -314,68 +366,118 @@ class TargetClient:
                 if self.stop.wait(wait):
                     raise
 
-    def _attempt(self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult) -> tuple[Any, requests.Response]:
+    def _attempt(
+        self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
+    ) -> tuple[Any, requests.Response]:
+        """One page: the request and the redirects it leads to, each hop under the byte cap and the deadline."""
+        request = requests.Request(
+            self.target.method, url, params=params or None, json=body if self.target.method == "POST" else None,
+            headers=dict(self.target.headers),
+        )
+        for hop in range(1, MAX_REDIRECTS + 1):
+            response = self._send(request, deadline, trusted=_origin(request.url) == origin)
+            with response:
+                if self.target.follow_redirects and response.status_code in _REDIRECTS and response.headers.get("Location"):
+                    # Closed unread: a redirect's body is never read, so it costs neither memory nor time.
+                    request = self._redirected(request, response)
+                    continue
+                date = response.headers.get("Date")
+                if date:
+                    try:
+                        result.api_date = parsedate_to_datetime(date).timestamp()
+                        result.received_at = time.time()
+                    except (TypeError, ValueError):
+                        pass
+                if response.status_code not in self.target.accept_status:
+                    error = FetchError("http_status", f"HTTP {response.status_code} {response.reason or ''}".strip(), response.status_code)
+                    error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+                    raise error
+                content = self._read(response, deadline, self.target.max_response_bytes - result.bytes)
+            result.bytes += len(content)
+            return _parse_json(content, response.headers.get("Content-Type", "")), response
+        raise FetchError(
+            "http_status", f"stopped after {MAX_REDIRECTS} redirects (the last: HTTP {response.status_code})", response.status_code
+        )
+
+    def _redirected(self, request: requests.Request, response: requests.Response) -> requests.Request:
+        """The request a redirect asks for: 303 (and 301/302 after a POST) become a GET without a body, as browsers
+        and Go do; 307 and 308 repeat the method and the body. Credentials are added, or not, when it is sent."""
+        try:
+            location = urljoin(response.url, requote_uri(response.headers["Location"]))
+            location = urlunsplit(urlsplit(location)._replace(fragment=""))
+        except ValueError:
+            raise FetchError("http_status", f"HTTP {response.status_code} redirects to something that is not a URL", response.status_code) from None
+        self.redactor.poll_secrets.update(v for _, v in parse_qsl(urlsplit(location).query) if not v.isdigit())
+        if urlsplit(location).scheme not in _DEFAULT_PORTS:
+            raise FetchError("http_status", f"HTTP {response.status_code} redirects to a URL that is not http(s)", response.status_code)
+        method, data, json_body = request.method, request.data, request.json
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, data, json_body = "GET", None, None
+        return requests.Request(method, location, headers=request.headers, data=data, json=json_body, auth=request.auth)
+
+    def _send(self, request: requests.Request, deadline: float, trusted: bool) -> requests.Response:
+        """Send one request, bypassing requests' redirect machinery (which reads a 3xx body whole, uncapped).
+
+        `trusted`: the request goes to the poll's origin, so it gets the credentials: `auth` (signed afresh for
+        this exact request) and every configured header. Elsewhere it gets only the `safe_headers`.
+        """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("timeout", f"deadline of {self.target.timeout:g}s exceeded before the request")
-        redact = self.redactor.redact
+        if trusted:
+            headers, auth = request.headers, self._credentials()
+        else:
+            safe = {name.lower() for name in self.target.safe_headers}
+            headers, auth = {k: v for k, v in request.headers.items() if k.lower() in safe}, None
+        outgoing = requests.Request(request.method, request.url, params=request.params, headers=headers, data=request.data, json=request.json, auth=auth)
         try:
-            response = self.session.request(
-                self.target.method,
-                url,
-                params=params or None,
-                json=body if self.target.method == "POST" else None,
-                headers=dict(self.target.headers),
-                auth=self.auth,
-                timeout=(remaining, remaining),
-                verify=self.verify,
-                cert=self.cert,
-                stream=True,
+            prepared = self.session.prepare_request(outgoing)
+            response = self.session.get_adapter(prepared.url).send(
+                prepared, stream=True, timeout=(remaining, remaining), verify=self.verify, cert=self.cert, proxies={}
             )
         except AuthFailure as exc:
-            raise FetchError("auth", redact(str(exc))) from None
-        except requests.exceptions.SSLError as exc:
-            raise FetchError("tls", redact(f"TLS handshake failed: {_describe(exc)}")) from None
+            raise FetchError("auth", str(exc)) from None
         except requests.exceptions.ConnectTimeout:  # a firewall dropping packets, or a listener that never accepts
             raise FetchError("timeout", f"no connection within {self.target.timeout:g}s (connect timeout)") from None
-        except requests.exceptions.Timeout:  # connected, but the status line and headers did not come in time
-            raise FetchError("timeout", f"no answer within {self.target.timeout:g}s (read timeout)") from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.InvalidURL) as exc:
-            raise FetchError("connection", redact(f"cannot connect: {_describe(exc)}")) from None
         except requests.exceptions.RequestException as exc:
-            raise FetchError("connection", redact(f"request failed: {_describe(exc)}")) from None
-        with response:
-            date = response.headers.get("Date")
-            if date:
-                try:
-                    result.api_date = parsedate_to_datetime(date).timestamp()
-                    result.received_at = time.time()
-                except (TypeError, ValueError):
-                    pass
-            if response.status_code not in self.target.accept_status:
-                error = FetchError("http_status", f"HTTP {response.status_code} {response.reason or ''}".strip(), response.status_code)
-                error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
-                raise error
-            content = self._read(response, deadline)
-        result.bytes += len(content)
-        return _parse_json(content, response.headers.get("Content-Type", "")), response
+            if time.monotonic() >= deadline or isinstance(exc, requests.exceptions.Timeout):
+                # Connected, but the status line and headers did not come in time (the watchdog may have cut them).
+                raise FetchError("timeout", f"no answer within {self.target.timeout:g}s (read timeout)") from None
+            if isinstance(exc, requests.exceptions.SSLError):
+                raise FetchError("tls", f"TLS handshake failed: {_describe(exc)}") from None
+            if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.InvalidURL)):
+                raise FetchError("connection", f"cannot connect: {_describe(exc)}") from None
+            raise FetchError("connection", f"request failed: {_describe(exc)}") from None
+        if time.monotonic() >= deadline:  # the watchdog may have cut the headers short: an EOF there ends them
+            response.close()
+            raise FetchError("timeout", f"no answer within {self.target.timeout:g}s (read timeout)")
+        extract_cookies_to_jar(self.session.cookies, prepared, response.raw)
+        return response
 
-    def _read(self, response: requests.Response, deadline: float) -> bytes:
-        """Stream the body, enforcing the size cap and the deadline while reading."""
+    def _credentials(self) -> Optional[AuthBase]:
+        """The auth for a request to the poll's origin: the target's scheme, else the URL's own user:password@."""
+        if self.auth is not None:
+            return self.auth
+        username, password = get_auth_from_url(self.target.url)
+        return HTTPBasicAuth(username, password) if username or password else None
+
+    def _read(self, response: requests.Response, deadline: float, budget: int) -> bytearray:
+        """Stream the body, decoded, until it ends, it passes what is left of the poll's byte cap, or the deadline."""
         cap = self.target.max_response_bytes
+        spent = cap - budget
         declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > cap:
-            raise FetchError("too_large", f"Content-Length {declared} exceeds max_response_bytes ({cap})")
+        if declared and declared.isdigit() and int(declared) > budget:
+            raise FetchError("too_large", f"Content-Length {declared} exceeds max_response_bytes ({cap})" + _earlier(spent))
         buffer = bytearray()
         raw = response.raw
         try:
             while True:
-                chunk = raw.read1(_CHUNK, decode_content=True)
+                chunk = raw.read1(_CHUNK, decode_content=True)  # urllib3 >= 2.6 decodes at most _CHUNK bytes per call
                 if not chunk:
                     break
                 buffer += chunk
-                if len(buffer) > cap:
-                    raise FetchError("too_large", f"response exceeds max_response_bytes ({cap}) while streaming")
+                if len(buffer) > budget:
+                    raise FetchError("too_large", f"response exceeds max_response_bytes ({cap}) while streaming" + _earlier(spent))
                 if time.monotonic() > deadline:
                     raise FetchError("timeout", f"body still arriving after {self.target.timeout:g}s")
         except FetchError:
@@ -383,5 +485,22 @@ class TargetClient:
         except Exception as exc:  # urllib3 raises several unrelated types for a broken body
             if time.monotonic() > deadline or "timed out" in str(exc).lower():
                 raise FetchError("timeout", f"body still arriving after {self.target.timeout:g}s") from None
-            raise FetchError("connection", self.redactor.redact(f"connection broken while reading: {_describe(exc)}")) from None
-        return bytes(buffer)
+            raise FetchError("connection", f"connection broken while reading: {_describe(exc)}") from None
+        if time.monotonic() >= deadline:  # a body that ends with the connection looks complete when the watchdog cuts it
+            raise FetchError("timeout", f"body still arriving after {self.target.timeout:g}s")
+        return buffer
+
+
+def _earlier(spent: int) -> str:
+    return f", counting the {spent} bytes of earlier pages" if spent else ""
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in: what must match for credentials to be sent."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port

@@ -308,6 +308,7 @@ class Target(Strict):
     params: dict[str, Union[str, int, float, bool]] = {}
     secret_params: list[str] = []
     headers: dict[str, str] = {}
+    safe_headers: list[str] = []
     body: Optional[Any] = None
     auth: Optional[Auth] = None
     tls: TLS = TLS()
@@ -318,6 +319,7 @@ class Target(Strict):
     retries: Retries = Retries()
     accept_status: list[int] = [200]
     max_response_bytes: Bytes = 50 * 1024 * 1024
+    follow_redirects: bool = True
     skip_bad_values: bool = False
     pagination: Optional[Pagination] = None
     labels: dict[str, str] = {}
@@ -360,6 +362,8 @@ class Target(Strict):
         if self.jitter >= self.interval:
             raise ValueError("jitter must be shorter than interval")
         problems: list[str] = []
+        configured = {name.lower() for name in self.headers}
+        problems += [f"safe_headers: {name!r} is not one of headers" for name in self.safe_headers if name.lower() not in configured]
         known_levels = set(LEVEL_LABELS) | set(self.levels)
         for m_index, mapping in enumerate(self.mappings):
             sources: dict[str, str] = {n: f"labels.{n}" for n in self.labels}

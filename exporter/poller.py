@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Optional
 
-from .client import FetchError, TargetClient
+from .client import FetchError, Redactor, TargetClient
 from .config import Target
 from .exposition import FamilyHeader
 from .history import PollHistory
@@ -19,9 +19,20 @@ from .scheduler import delay_since, scheduled_time
 from .selfmetrics import SelfMetrics
 from .store import Snapshot, SnapshotStore
 
-__all__ = ["Poller", "PollStatus"]
+__all__ = ["Poller", "PollStatus", "describe_failure"]
 
 log = logging.getLogger("exporter.poll")
+
+
+def describe_failure(error: BaseException, redactor: Redactor) -> tuple[str, str]:
+    """A failed poll's reason and message, redacted: the one place an error becomes text anyone sees."""
+    if isinstance(error, FetchError):
+        reason, text = error.reason, str(error)
+    elif isinstance(error, MappingError):
+        reason, text = getattr(error, "reason", "mapping"), str(error)
+    else:
+        reason, text = "internal", f"{type(error).__name__}: {error}"
+    return reason, redactor.redact(text)
 
 
 @dataclass(frozen=True)
@@ -94,13 +105,10 @@ class Poller:
             for document in fetched.documents:
                 self.mapper.map(document, result)
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
-        except FetchError as error:
-            reason, message = error.reason, str(error)
-        except MappingError as error:
-            reason, message = "mapping", self.client.redactor.redact(str(error))
         except Exception as error:  # a bug must cost one poll, not the job
-            reason, message = "internal", self.client.redactor.redact(f"{type(error).__name__}: {error}")
-            log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
+            reason, message = describe_failure(error, self.client.redactor)
+            if reason == "internal":
+                log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
         duration = time.monotonic() - started
         with self._outcome:
             if self.retired:  # removed or changed by a reload mid-poll: writing now would resurrect or overwrite

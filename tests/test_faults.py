@@ -291,10 +291,11 @@ FAULTS = [
           lambda s, p: (f"http://127.0.0.1:{closed_port()}{p}", {})),
     Fault("unresolvable-host", "connection", r"cannot connect: \[Errno -\d+\] (Name or service not known|Temporary failure in name resolution)",
           lambda s, p: (f"http://metrics-api.invalid{p}", {})),
+    # A handshake takes 0.2 s of CPU here: 0.5 s is too tight a deadline for it when every fault runs at once.
     Fault("tls-self-signed-certificate", "tls", r"TLS handshake failed: .*certificate verify failed: self.signed certificate",
-          lambda s, p: (s.https(p, "self-signed"), {})),
+          lambda s, p: (s.https(p, "self-signed"), {}), {"timeout": "2s"}),
     Fault("tls-certificate-for-another-host", "tls", r"TLS handshake failed: .*certificate verify failed: (IP address|Hostname) mismatch",
-          lambda s, p: (s.https(p, "other-host"), {"tls": {"ca_file": str(s.ca_file)}})),
+          lambda s, p: (s.https(p, "other-host"), {"tls": {"ca_file": str(s.ca_file)}}), {"timeout": "2s"}),
     Fault("connect-timeout", "timeout", r"no connection within 0\.5s \(connect timeout\)$",
           lambda s, p: (s.backlog_full(), {})),
     Fault("read-timeout", "timeout", r"no answer within 0\.5s \(read timeout\)$", reply(pods_doc("a"), delay=5)),
@@ -339,6 +340,15 @@ FAULTS = [
           r"the API returned page token number 1 again \(a pagination loop\)$",
           reply({**pods_doc("a"), "next": "same-token"}),
           {"pagination": {"type": "next_token", "next_token_path": "next", "token_param": "page_token"}}, requests=2),
+    Fault("redirect-loop", "http_status", r"stopped after 10 redirects \(the last: HTTP 302\)$",
+          lambda s, p: (s.route(p, Reply(status=302, headers={"Location": p})), {}), RETRIED, requests=10),
+    Fault("redirect-with-follow-redirects-off", "http_status", r"HTTP 301 Moved Permanently$",
+          lambda s, p: (s.route(p, Reply(status=301, headers={"Location": "/healthy"})), {}),
+          {"follow_redirects": False, **RETRIED}, requests=1),
+    Fault("pages-each-under-the-cap-but-over-it-together", "too_large",
+          r"Content-Length \d+ exceeds max_response_bytes \(1048576\), counting the \d+ bytes of earlier pages$",
+          lambda s, p: (s.route(p, lambda request: Reply({**pods_doc("a"), "pad": "x" * 400_000, "next": str(len(s.api.requests))})), {}),
+          {**CAP, "pagination": {"type": "next_token", "next_token_path": "next", "token_param": "page_token"}}, requests=3),
     Fault("pagination-path-given-the-wrong-type", "pagination",
           r"""path "join\(',', next\)" failed on the document: In function join\(\), invalid type for value: 5""",
           reply({**pods_doc("a"), "next": 5}),
@@ -402,6 +412,67 @@ def test_a_body_over_the_size_cap_is_never_read_whole(servers, run_bridge):
     assert 1 * MiB < sent < 32 * MiB, f"the fake sent {sent / MiB:.1f} MiB of 200"
     assert peak < 4 * MiB, f"the poll allocated {peak / MiB:.1f} MiB at its peak"
     assert running.bridge.pollers["huge"].status.last_outcome == "failure (too_large)"
+
+
+GiB = 1024 * MiB
+
+PEAK_RSS_OF_ONE_POLL = """
+import resource, sys, time
+from exporter.client import FetchError, TargetClient
+from exporter.config import parse_config
+
+client = TargetClient(parse_config(sys.stdin.read()).targets[0])
+started = time.monotonic()
+try:
+    outcome = f"success: {client.fetch().documents}"
+except FetchError as error:
+    outcome = f"{error.reason}: {error}"
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.monotonic() - started, outcome)
+"""
+
+
+def one_poll_alone(config: str) -> tuple[int, float, str]:
+    """Poll once in a fresh interpreter (so the peak is this poll's alone); return its peak RSS, duration and outcome."""
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS_OF_ONE_POLL], input=config, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    peak, duration, outcome = done.stdout.strip().split(" ", 2)
+    return int(peak), float(duration), outcome
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """1 GiB of zeros, gzip-encoded in about 1 MiB: 64 gzip members of 16 MiB each (RFC 1952 allows concatenation)."""
+    import gzip
+
+    member = gzip.compress(bytes(16 * MiB), compresslevel=9)
+    return member * 64
+
+
+@pytest.mark.parametrize("status", [200, 302])
+def test_a_gzip_bomb_costs_no_more_memory_than_the_cap(status, servers, gzip_bomb):
+    """A 1 GiB gzip bomb, as a 200 body and as the body of a 302: decoded bytes stop at the cap, a redirect's body is
+    never read at all, and the poll's peak RSS stays under 300 MiB (it was 2.1 GiB when requests read 3xx bodies)."""
+    assert len(gzip_bomb) < 2 * MiB
+    headers = {"Content-Encoding": "gzip"}
+    if status == 302:
+        headers["Location"] = "/healthy"
+    url = servers.route("/bomb", Reply(gzip_bomb, status=status, headers=headers))
+    peak, _, outcome = one_poll_alone(config_text(target("bomb", url, timeout="5s")))
+    if status == 200:
+        assert outcome == "too_large: response exceeds max_response_bytes (52428800) while streaming"
+    else:
+        assert outcome.startswith("success: [{'items': [{'ns': 'inference', 'name': 'g1'")
+        assert [r.path for r in servers.api.requests] == ["/bomb", "/healthy"]
+    assert peak < 300 * MiB, f"peak RSS {peak / MiB:.0f} MiB"
+
+
+def test_a_302_dripping_its_body_to_a_dripping_200_fails_within_the_timeout(servers):
+    servers.route("/slow", Reply(orjson.dumps(pods_doc("a")), drip_interval=1))
+    url = servers.route("/drip302", Reply(b"x" * 60, status=302, headers={"Location": "/slow"}, drip_interval=1))
+    _, duration, outcome = one_poll_alone(config_text(target("drip", url, timeout="3s")))
+    assert outcome == "timeout: body still arriving after 3s"
+    assert 3 <= duration < 3.5
 
 
 def test_repeated_failures_hold_no_memory(servers, run_bridge):
@@ -740,6 +811,9 @@ SECRETS = {
     "Volcengine session token": "volc-sts-5c28-SECRET",
     "Baidu AK": "bce-ak-7e41-SECRET",
     "Baidu SK": "bce-sk-2a9c-SECRET",
+    "value under headers:": "header-value-2a9f-SECRET",
+    "page token from the API": "page-token-71bd-SECRET",
+    "cursor in a rel=next link": "link-cursor-e5c3-SECRET",
 }
 
 
@@ -777,6 +851,13 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     # An API that echoes the token back where a number belongs: the mapping error quotes the value.
     api.routes["/echo"] = Reply({"items": [{"ns": "inference", "name": "a", "cpu": s["bearer token"], "restarts": 0}]})
     api.routes["/html"] = Reply(f"<html>bad token {s['bearer token']}</html>", headers={"Content-Type": "text/html"})
+    # Echoes of a header value and of a page token where a number belongs; a rel=next link that does not parse.
+    api.routes["/echo-header"] = lambda request: Reply({"items": [{"ns": "inference", "name": "a", "cpu": request.headers["x-tenant-hash"]}]})
+    api.routes["/echo-token"] = lambda request: Reply(
+        {"items": [], "next": s["page token from the API"]} if "page" not in request.query
+        else {"items": [{"ns": "inference", "name": "a", "cpu": request.query["page"]}], "next": None}
+    )
+    api.routes["/bad-link"] = Reply(pods_doc("a"), headers={"Link": f'<http://127.0.0.1:99999/m?cursor={s["cursor in a rel=next link"]}>; rel="next"'})
     port = api.httpd.server_address[1]
     query = f"access_token={s['token in the URL query']}&region=eu"
     params = {"signature": s["secret-looking param"], "tenant": s["param listed in secret_params"], "zone": "a"}
@@ -810,6 +891,10 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         target("unresolvable", f"http://{userinfo}metrics-api.invalid/m?{query}", auth=bearer, params=params, secret_params=["tenant"]),
         target("echo", api.url("/echo"), auth=bearer),
         target("html", api.url("/html"), auth=bearer),
+        target("header-echo", api.url("/echo-header"), headers={"X-Tenant-Hash": s["value under headers:"], "Accept": "application/json"},
+               safe_headers=["Accept"]),
+        target("token-echo", api.url("/echo-token"), pagination={"type": "next_token", "next_token_path": "next", "token_param": "page"}),
+        target("bad-link", api.url("/bad-link"), pagination={"type": "link_header"}),
     ]
     path = tmp_path / "config.yaml"
     path.write_text(config_text(*targets))
@@ -825,7 +910,8 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         assert outcomes == {"alibaba-v3-ok": True, "alibaba-rpc-ok": True, "huawei-ok": True, "volcengine-ok": True,
                             "baidu-denied": False, "alibaba-refused": False,
                             "bearer-ok": True, "basic-ok": True, "userinfo-ok": True, "apikey-denied": False,
-                            "refused": False, "unresolvable": False, "echo": False, "html": False}
+                            "refused": False, "unresolvable": False, "echo": False, "html": False,
+                            "header-echo": False, "token-echo": False, "bad-link": False}
         for name, poller in bridge.pollers.items():
             outputs[f"status.last_error of {name}"] = poller.status.last_error
         outputs["/"] = requests.get(url + "/", timeout=10).text
@@ -863,7 +949,7 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         captured = capsys.readouterr()
         outputs[f"check of the {name} config"] = captured.out + captured.err
     path.write_text(config_text(*targets))
-    for name in ("refused", "echo", "alibaba-rpc-ok", "baidu-denied"):
+    for name in ("refused", "echo", "alibaba-rpc-ok", "baidu-denied", "header-echo", "token-echo", "bad-link"):
         cli.main(["try", "--config", str(path), "--target", name])
         captured = capsys.readouterr()
         outputs[f"try --target {name}"] = captured.out + captured.err
@@ -895,3 +981,7 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     assert "mapping failed" in outputs["try --target echo"]
     assert "fetch failed (http_status)" in outputs["try --target baidu-denied"]
     assert "HTTP 403" in outputs["/targets/baidu-denied"]
+    assert "not a Kubernetes quantity: '<redacted>'" in outputs["status.last_error of header-echo"]
+    assert "not a Kubernetes quantity: '<redacted>'" in outputs["status.last_error of token-echo"]
+    assert outputs["status.last_error of bad-link"] == "cannot connect: Failed to parse: http://127.0.0.1:99999/m?cursor=<redacted>"
+    assert "fetch failed (connection): cannot connect: Failed to parse" in outputs["try --target bad-link"]
