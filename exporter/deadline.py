@@ -85,8 +85,9 @@ class Watchdog:
     def watch(self, deadline: float) -> Iterator[_Watch]:
         """Within this block, connections this thread uses are shut down when `deadline` (monotonic) passes."""
         watch = _Watch(deadline)
+        entry = (deadline, next(self._order), watch)
         with self._wake:
-            heapq.heappush(self._heap, (deadline, next(self._order), watch))
+            heapq.heappush(self._heap, entry)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="metrics-bridge-deadlines", daemon=True)
                 self._thread.start()
@@ -98,13 +99,17 @@ class Watchdog:
         finally:
             _current.watch = outer
             watch.finish()
+            with self._wake:  # out of the heap at once: it holds only the polls running now (O(n) for n of them)
+                try:
+                    self._heap.remove(entry)
+                    heapq.heapify(self._heap)
+                except ValueError:  # already expired and popped
+                    pass
 
     def _run(self) -> None:
         while True:
             with self._wake:
                 while True:
-                    while self._heap and self._heap[0][2].done:
-                        heapq.heappop(self._heap)
                     if not self._heap:
                         self._wake.wait()
                         continue

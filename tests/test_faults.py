@@ -479,9 +479,10 @@ def test_repeated_failures_hold_no_memory(servers, run_bridge):
     """Fifteen more failed polls of each of three kinds leave the bridge's part of the heap where three left it."""
     servers.route("/html", Reply(b"<html>down</html>", headers={"Content-Type": "text/html"}))
     servers.route("/503", Reply({"error": "x"}, status=503))
+    # Polls are slow under tracemalloc; a generous deadline keeps each failing for the same reason every time.
     config = config_text(
-        target("html", servers.api.url("/html")), target("unavailable", servers.api.url("/503")),
-        target("refused", f"http://127.0.0.1:{closed_port()}/m"),
+        target("html", servers.api.url("/html"), timeout="5s"), target("unavailable", servers.api.url("/503"), timeout="5s"),
+        target("refused", f"http://127.0.0.1:{closed_port()}/m", timeout="5s"),
     )
     bridge = run_bridge(config, schedule=False).bridge
 
