@@ -25,6 +25,7 @@ from exporter.store import SnapshotStore
 
 from conftest import require_tool
 from fakeapi import FakeAPI, Reply, Request
+from signatures import Received, Verdict, verify_alibaba_rpc, verify_alibaba_v3
 
 ROOT = Path(__file__).parent.parent
 RECIPES = ROOT / "examples" / "recipes"
@@ -45,6 +46,7 @@ class Scenario:
     authenticated: bool = True
     requests: Optional[Callable[[list[Request]], None]] = None
     bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
+    method: str = "GET"
 
 
 def _file_route(path: Path) -> Route:
@@ -76,31 +78,51 @@ def serve_by_target_query(path: str, param: str) -> Callable[[Config, Path], dic
     return routes
 
 
-def serve_pages(path: str, token_param: str, pages: list[str]) -> Callable[[Config, Path], dict[str, Route]]:
-    """Serve pages in order: the first without a token, each next one for the token the previous page returned."""
-
-    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
-        token_of = compile_path(config.targets[0].pagination.next_token_path)  # type: ignore[union-attr]
-        bodies = [(fixtures / name).read_bytes() for name in pages]
-        by_token: dict[Optional[str], bytes] = {None: bodies[0]}
-        for previous, body in zip(bodies, bodies[1:]):
-            by_token[token_of(orjson.loads(previous))] = body
-
-        def route(request: Request) -> Reply:
-            body = by_token.get(request.query.get(token_param))
-            return Reply(body) if body is not None else Reply({"Code": "InvalidParameter", "Success": False}, 400)
-
-        return {path: route}
-
-    return routes
-
-
 def cms_requests(requests: list[Request]) -> None:
-    """Three pages, each asking for the next with the token the previous page returned."""
+    """Three signed DescribeMetricLast pages, each asking for the next with the token the previous page returned."""
     tokens = [r.query.get("NextToken") for r in requests]
     assert len(requests) == 3
     assert tokens[0] is None and all(tokens[1:])
-    assert {r.query["Action"] for r in requests} == {"DescribeMetricList"}
+    assert {r.headers.get("x-acs-action") for r in requests} == {"DescribeMetricLast"}
+    assert all(verify_cms_signature(Received.of(r)) for r in requests)
+
+
+
+# ------------------------------------------------------------------ signed, windowed cloud APIs (Alibaba, Huawei)
+
+ALIBABA_AK = "LTAI5tRecipeTestAccessKey"  # the secret is TOKEN, in the file at {token_file}
+
+
+def verify_cms_signature(received: Received) -> Verdict:
+    """The RPC signature when the query carries one, else V3, each recomputed by Alibaba's SDK."""
+    if any(key == "Signature" for key, _ in received.pairs()):
+        return verify_alibaba_rpc(received, ALIBABA_AK, TOKEN)
+    return verify_alibaba_v3(received, ALIBABA_AK, TOKEN)
+
+
+def serve_cms_metrics(pages: dict[str, list[str]]) -> Callable[[Config, Path], dict[str, Route]]:
+    """CloudMonitor at `/`: verify the signature, then serve each MetricName's pages by NextToken."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        token_of = compile_path("NextToken")
+        by_key: dict[tuple[str, Optional[str]], bytes] = {}
+        for metric, names in pages.items():
+            bodies = [(fixtures / name).read_bytes() for name in names]
+            by_key[(metric, None)] = bodies[0]
+            for previous, body in zip(bodies, bodies[1:]):
+                by_key[(metric, token_of(orjson.loads(previous)))] = body
+
+        def route(request: Request) -> Reply:
+            received = Received.of(request)
+            if not verify_cms_signature(received):
+                return Reply({"RequestId": "4F6E2C1A-0000-4000-8000-000000000403", "Code": "SignatureDoesNotMatch",
+                              "Message": "Specified signature is not matched with our calculation."}, 400)
+            body = by_key.get((request.query.get("MetricName", ""), request.query.get("NextToken")))
+            return Reply(body) if body is not None else Reply({"Code": "ResourceNotFound", "Success": False}, 404)
+
+        return {"/": route}
+
+    return routes
 
 
 SCENARIOS = [
@@ -130,8 +152,12 @@ SCENARIOS = [
     ),
     Scenario(
         "alibaba-cms-metric-list",
-        {"CMS_ENDPOINT": "{api}", "CMS_TOKEN_FILE": "{token_file}", "CMS_PAGE_SIZE": "4"},
-        serve_pages("/", "NextToken", ["page-1.json", "page-2.json", "page-3.json"]),
+        {
+            "CMS_ENDPOINT": "{api}", "CMS_PAGE_SIZE": "4", "ALIBABA_CLOUD_ACCESS_KEY_ID": ALIBABA_AK,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET_FILE": "{token_file}",
+        },
+        serve_cms_metrics({"CPUUtilization": ["page-1.json", "page-2.json", "page-3.json"]}),
+        authenticated=False,
         requests=cms_requests,
     ),
     Scenario(
@@ -205,7 +231,7 @@ def test_the_recipe_maps_its_fixture_to_the_golden_exposition(name, api, tmp_pat
     assert_golden(FIXTURES / name / "expected.txt", text)
     assert api.requests, "the recipe never called the fake API"
     for request in api.requests:
-        assert request.method == "GET"
+        assert request.method == scenario.method
         if scenario.authenticated:
             assert request.headers.get("authorization") == f"Bearer {TOKEN}"
     if scenario.requests is not None:
@@ -246,3 +272,4 @@ def test_metrics_bridge_check_accepts_the_recipe(name, tmp_path):
     )
     assert checked.returncode == 0, checked.stderr
     assert "OK" in checked.stdout
+
