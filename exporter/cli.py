@@ -103,6 +103,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     from .mapping import Mapper
     from .poller import Poller, describe_failure
     from .store import Snapshot
+    from .verdict import ApiError, verdict_for
 
     config = _load(args.config)
     if config is None:
@@ -113,6 +114,7 @@ def cmd_try(args: argparse.Namespace) -> int:
         return 1
     mapper = Mapper(target)
     redactor = Redactor(target)
+    verdict = verdict_for(target.api_error)
     try:
         if args.input:
             raw = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
@@ -124,14 +126,21 @@ def cmd_try(args: argparse.Namespace) -> int:
             client.close()
         result = mapper.new_result()
         for document in documents:
+            if verdict is not None:
+                verdict.check(document)
             mapper.map(document, result)
     except (OSError, orjson.JSONDecodeError) as error:
         print(f"metrics-bridge: cannot read {args.input}: {error}", file=sys.stderr)
         return 1
-    except (FetchError, MappingError) as error:
+    except (FetchError, MappingError, ApiError) as error:
         # The message may quote values from the response, which can echo a credential back.
         reason, message = describe_failure(error, redactor)
-        what = "mapping failed" if isinstance(error, MappingError) else f"fetch failed ({reason})"
+        if isinstance(error, ApiError):
+            what = "api_error"
+        elif isinstance(error, MappingError):
+            what = "mapping failed" if reason == "mapping" else f"mapping failed ({reason})"
+        else:
+            what = f"fetch failed ({reason})"
         print(f"metrics-bridge: {what}: {message}", file=sys.stderr)
         return 1
     headers = Poller.family_headers(target)
@@ -142,6 +151,8 @@ def cmd_try(args: argparse.Namespace) -> int:
         notes.append(f"{result.duplicates} duplicate sample(s) replaced")
     if result.missing_values:
         notes.append(f"{result.missing_values} sample(s) skipped for a missing value")
+    if result.invalid_counters:
+        notes.append(f"{result.invalid_counters} negative or NaN counter sample(s) dropped")
     print(f"# {snapshot.series} series" + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
     return 0
 

@@ -18,6 +18,8 @@ from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_f
 from .convert import CONVERTERS
 from .families import occupied_names, standard_collector_names
 from .paths import PathError, compile_path
+from .regex import Regex, RegexError
+from .verdict import ApiErrorRule
 
 __all__ = [
     "Config",
@@ -35,6 +37,11 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset({"level", "target", "__name__"})
 LEVEL_LABELS: dict[str, tuple[str, ...]] = {"service": (), "pod": ("pod",), "container": ("pod", "container")}
 SELF_PREFIX = "metrics_bridge_"
+# Per-target limits, on by default (docs/configuration.md#limits says why these numbers).
+DEFAULT_SAMPLE_LIMIT = 200_000
+DEFAULT_LABEL_LIMIT = 64
+DEFAULT_LABEL_NAME_LENGTH_LIMIT = 256
+DEFAULT_LABEL_VALUE_LENGTH_LIMIT = 1024
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -134,11 +141,11 @@ class LabelFrom(Strict):
         return self
 
 
-def _check_regex(pattern: str) -> re.Pattern[str]:
+def _check_regex(pattern: str, full: bool = False) -> Regex:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"regex {pattern!r} does not compile: {exc}") from None
+        return Regex(pattern, full)
+    except RegexError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _label_spec(value: Any) -> Any:
@@ -322,6 +329,12 @@ class Target(Strict):
     follow_redirects: bool = True
     skip_bad_values: bool = False
     pagination: Optional[Pagination] = None
+    api_error: Optional[ApiErrorRule] = None
+    # Prometheus' scrape limits, per poll (0 = no limit); over one, the poll fails as too_large.
+    sample_limit: int = Field(default=DEFAULT_SAMPLE_LIMIT, ge=0)
+    label_limit: int = Field(default=DEFAULT_LABEL_LIMIT, ge=0)
+    label_name_length_limit: int = Field(default=DEFAULT_LABEL_NAME_LENGTH_LIMIT, ge=0)
+    label_value_length_limit: int = Field(default=DEFAULT_LABEL_VALUE_LENGTH_LIMIT, ge=0)
     labels: dict[str, str] = {}
     levels: list[str] = []
     mappings: list[Mapping] = Field(min_length=1)
@@ -385,6 +398,27 @@ class Target(Strict):
                 missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in have]
                 if missing and mapping.labels_from is None:  # copied labels are checked per sample instead
                     problems.append(f"{where}: {level}-level metric {metric.name!r} needs label(s) {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> "Target":
+        """Labels every sample of a metric has (names, how many) must fit the label limits: no poll could succeed."""
+        problems: list[str] = []
+        names_limit, count_limit = self.label_name_length_limit, self.label_limit
+        for m_index, mapping in enumerate(self.mappings):
+            outer = [*self.labels, *(n for s in mapping.each for n in s.labels), *mapping.labels]
+            for k_index, metric in enumerate(mapping.metrics):
+                where = f"mappings[{m_index}].metrics[{k_index}]"
+                names = ["__name__", "level", "target", *outer, *metric.labels]
+                if count_limit and len(names) > count_limit:
+                    problems.append(f"{where}: {metric.name!r} has {len(names)} labels (with __name__, level and target), over label_limit ({count_limit})")
+                long = [n for n in names if names_limit and len(n) > names_limit]
+                if long:
+                    problems.append(f"{where}: label name {long[0][:40]!r}... is longer than label_name_length_limit ({names_limit})")
+                if self.label_value_length_limit and len(metric.name) > self.label_value_length_limit:
+                    problems.append(f"{where}: the name {metric.name!r} (the __name__ label) is longer than label_value_length_limit")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -18,14 +19,25 @@ from . import config as cfg
 from .convert import CONVERTERS, ConversionError
 from .exposition import escape_label_value
 from .paths import Getter, PathError, compile_path
+from .regex import Regex
 
-__all__ = ["MappingError", "MapResult", "Mapper"]
+__all__ = ["MappingError", "MappingAborted", "MapResult", "Mapper"]
 
 Series = dict[str, float]
 
 
 class MappingError(ValueError):
     """A document that does not fit its mapping (a value of the wrong type, a step that is not iterable)."""
+
+    reason = "mapping"
+
+
+class MappingAborted(MappingError):
+    """A mapping stopped early: over a limit (`too_large`) or past the poll's deadline (`timeout`)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -36,6 +48,7 @@ class MapResult:
     duplicates: int = 0
     missing_values: int = 0
     bad_values: int = 0
+    invalid_counters: int = 0
 
     @property
     def series(self) -> int:
@@ -69,10 +82,8 @@ LabelReader = Callable[[Any, Any], str]
 
 def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
     default = spec.default or ""
-    pattern = re.compile(spec.regex) if spec.regex else None
-    group: Any = 0
-    if pattern is not None:
-        group = "value" if "value" in pattern.groupindex else (1 if pattern.groups else 0)
+    pattern = Regex(spec.regex) if spec.regex else None
+    group = pattern.value_group() if pattern is not None else 0
     if spec.value is not None:
         constant = escape_label_value(spec.value)
         return lambda node, key: constant
@@ -83,10 +94,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
         if raw is None:
             return default
         if pattern is not None:
-            match = pattern.search(raw)
-            if match is None:
-                return default
-            raw = match.group(group) or default
+            raw = pattern.group(raw, group) or default
         return escape_label_value(raw)
 
     if pattern is None and not spec.key and not spec.default:
@@ -104,7 +112,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
         return read_plain
     if pattern is not None and not spec.key:
         # A field cut down by a regex (`id` → pod name): `read` without its key and escaping calls.
-        search = pattern.search
+        search = pattern.group
 
         def read_match(node: Any, key: Any) -> str:
             raw = getter(node)
@@ -112,10 +120,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
                 raw = _label_text(raw)
                 if raw is None:
                     return default
-            match = search(raw)
-            if match is None:
-                return default
-            raw = match.group(group) or default
+            raw = search(raw, group) or default
             if "\\" in raw or '"' in raw or "\n" in raw:
                 return escape_label_value(raw)
             return raw
@@ -164,8 +169,13 @@ def _copied_label_name(key: str, exclude: frozenset[str], configured: set[str]) 
     return None if name in configured else name
 
 
-def _compile_labels_from(spec: cfg.LabelsFrom, configured: set[str], where: str) -> Callable[[Any], str]:
-    """A reader of the label text copied from every key of one object: sorted by key, escaped, empty values left out."""
+def _compile_labels_from(
+    spec: cfg.LabelsFrom, configured: set[str], where: str, budget: int, name_limit: int
+) -> Callable[[Any], str]:
+    """A reader of the label text copied from every key of one object: sorted by key, escaped, empty values left out.
+
+    More than `budget` copied labels (-1: no limit), or a name longer than `name_limit` (0: no limit), aborts the poll.
+    """
     getter = compile_path(spec.path)
     exclude = frozenset(spec.exclude)
     names: dict[str, Optional[str]] = {}
@@ -187,7 +197,11 @@ def _compile_labels_from(spec: cfg.LabelsFrom, configured: set[str], where: str)
                 continue
             text = _label_text(found[key])
             if text:
+                if name_limit and len(name) > name_limit:
+                    raise MappingAborted("too_large", f"{where}: copied label name {name[:60]!r}... is longer than label_name_length_limit ({name_limit})")
                 copied[name] = escape_label_value(text)
+        if budget >= 0 and len(copied) > budget:
+            raise MappingAborted("too_large", f"{where}: {len(copied)} copied labels take a series over label_limit")
         return "".join([f',{name}="{text}"' for name, text in copied.items()])
 
     return read
@@ -247,7 +261,7 @@ class _Step:
 class _Metric:
     """One configured metric, compiled: its label prefix, value reader and conversion."""
 
-    def __init__(self, metric: cfg.Metric, level: str, target_prefix: str, where: str) -> None:
+    def __init__(self, metric: cfg.Metric, level: str, target_prefix: str, target_labels: int, where: str) -> None:
         self.name = metric.name
         self.where = where
         self.path = metric.value or ""
@@ -255,10 +269,12 @@ class _Metric:
         self.labels = _compile_labels(metric.labels)
         self.required = [f',{n}="' for n in cfg.LEVEL_LABELS.get(level, ())]
         self.info = metric.type == "info"
+        self.counter = metric.type == "counter"
+        self.label_count = 3 + target_labels + len(metric.labels)  # __name__, level, target; the rest are added by _Group
         self.getter = compile_path(metric.value) if metric.value else None
         self.convert = CONVERTERS[metric.convert]
         self.plain = metric.convert == "number" and metric.regex is None and metric.enum is None
-        self.regex = re.compile(metric.regex) if metric.regex else None
+        self.regex = Regex(metric.regex) if metric.regex else None
         self.enum = metric.enum
         self.scale = metric.scale
         # Dividing by an exact power of ten keeps 950000000 × 1e-9 at 0.95 rather than 0.9500000000000001.
@@ -284,10 +300,10 @@ class _Metric:
         if self.regex is not None:
             if type(raw) is not str:
                 raise ConversionError(f"regex needs a string, got {type(raw).__name__}")
-            match = self.regex.search(raw)
+            match = self.regex.match(raw)
             if match is None:
                 raise ConversionError(f"regex {self.regex.pattern!r} does not match {raw[:60]!r}")
-            raw = match.group("value" if "value" in self.regex.groupindex else (1 if self.regex.groups else 0))
+            raw = match[self.regex.value_group()]
         if self.enum is not None:
             key = _label_text(raw)
             if key not in self.enum:
@@ -316,11 +332,17 @@ class _Group:
         if mapping.labels_from is not None:
             configured = set(target.labels) | set(mapping.labels)
             configured.update(*(s.labels for s in mapping.each), *(m.labels for m in mapping.metrics))
-            self.copied_labels = _compile_labels_from(mapping.labels_from, configured, f"{self.where}.labels_from")
         self.metrics = [
-            _Metric(m, m.level or mapping.level or "", target_prefix, f"{self.where}.metrics[{k}]")
+            _Metric(m, m.level or mapping.level or "", target_prefix, len(target.labels), f"{self.where}.metrics[{k}]")
             for k, m in enumerate(mapping.metrics)
         ]
+        if mapping.labels_from is not None:
+            static = len(mapping.labels) + sum(len(s.labels) for s in mapping.each)
+            most = max(m.label_count for m in self.metrics) + static
+            budget = target.label_limit - most if target.label_limit else -1
+            self.copied_labels = _compile_labels_from(
+                mapping.labels_from, configured, f"{self.where}.labels_from", budget, target.label_name_length_limit
+            )
 
     def elements(self, node: Any) -> Iterator[tuple[Any, Any, str]]:
         """Yield (element, map key, label text of enclosing steps) for every innermost element."""
@@ -366,6 +388,8 @@ class Mapper:
         prefix = f',target="{escape_label_value(target.name)}"'
         prefix += "".join(f',{k}="{escape_label_value(v)}"' for k, v in target.labels.items())
         self.skip_bad_values = target.skip_bad_values
+        self.sample_limit = target.sample_limit
+        self.value_limit = target.label_value_length_limit
         self.groups = [_Group(m, target, i, prefix) for i, m in enumerate(target.mappings)]
 
     def new_result(self) -> MapResult:
@@ -376,14 +400,36 @@ class Mapper:
                 result.families.setdefault(metric.name, {})
         return result
 
-    def map(self, document: Any, result: Optional[MapResult] = None) -> MapResult:
-        """Map one parsed document into `result` (a new one if not given); raise MappingError if it does not fit."""
+    def map(self, document: Any, result: Optional[MapResult] = None, deadline: Optional[float] = None) -> MapResult:
+        """Map one parsed document into `result` (a new one if not given); raise MappingError if it does not fit.
+
+        Past `deadline` (a `time.monotonic()` value) or over the target's sample_limit, mapping stops within
+        `CHECK_EVERY` elements with MappingAborted, so a huge or slow document costs bounded time and memory.
+        """
         try:
-            return self._map(document, result)
+            result = self._map(document, result, math.inf if deadline is None else deadline)
         except PathError as exc:  # a JMESPath function given a value of the wrong type by this document
             raise MappingError(str(exc)) from None
+        self._checkpoint(result, math.inf if deadline is None else deadline)
+        return result
 
-    def _map(self, document: Any, result: Optional[MapResult] = None) -> MapResult:
+    def _checkpoint(self, result: MapResult, deadline: float) -> None:
+        """Abort if the poll's deadline has passed or its samples are over sample_limit."""
+        if self.sample_limit and result.series > self.sample_limit:
+            raise MappingAborted("too_large", f"more than sample_limit ({self.sample_limit}) samples")
+        if time.monotonic() > deadline:
+            raise MappingAborted("timeout", "the poll's deadline passed while mapping")
+
+    def _long_value(self, text: str) -> None:
+        """Abort if one label value in a series text, unescaped, is longer than label_value_length_limit."""
+        limit = self.value_limit
+        for name, value in _label_pairs(text):
+            if len(value) > limit and len(value) - value.count("\\") + value.count("\\\\") > limit:
+                raise MappingAborted(
+                    "too_large", f"label {name!r} has a value longer than label_value_length_limit ({limit})"
+                )
+
+    def _map(self, document: Any, result: Optional[MapResult], deadline: float) -> MapResult:
         """The loop behind `map`.
 
         This is the hot loop (200k samples a poll in bench/). Per element, the series text shared by the metrics that
@@ -396,6 +442,8 @@ class Mapper:
             result = self.new_result()
         families = result.families
         skip_bad_values = self.skip_bad_values
+        value_limit = self.value_limit or math.inf
+        countdown = CHECK_EVERY
         for group in self.groups:
             # Metrics without labels of their own share one series text per level: their "slot".
             slots: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -404,7 +452,9 @@ class Mapper:
                 slot = -1 if metric.labels else slots.setdefault((metric.prefix, tuple(metric.required)), len(slots))
                 exact = metric.divisor is None and metric.scale == 1.0
                 own = _label_renderer(metric.labels) if metric.labels else None
-                plans.append((metric, families.setdefault(metric.name, {}), slot, metric.getter, metric.info, metric.plain, exact, {}, own))
+                plans.append(
+                    (metric, families.setdefault(metric.name, {}), slot, metric.getter, metric.info, metric.plain, exact, {}, own, metric.counter)
+                )
             prefixes = [prefix for prefix, _ in slots]
             required = [names for _, names in slots]
             one_slot = len(slots) == 1
@@ -412,9 +462,15 @@ class Mapper:
             group_labels = _label_renderer(group.labels) if group.labels else None
             copied_labels = group.copied_labels
             for element, key, outer in group.elements(document):
+                countdown -= 1
+                if not countdown:
+                    countdown = CHECK_EVERY
+                    self._checkpoint(result, deadline)
                 common = outer + group_labels(element, key) if group_labels is not None else outer
                 if copied_labels is not None:
                     common += copied_labels(element)
+                if len(common) > value_limit:  # the whole text over the limit: look at each value
+                    self._long_value(common)
                 if one_slot:
                     text = prefix0 + common + "}"
                     texts: Sequence[str] = (text,)
@@ -422,7 +478,7 @@ class Mapper:
                 else:
                     texts = [prefix + common + "}" for prefix in prefixes]
                     empty = [_empty_label(text, names) for text, names in zip(texts, required)]
-                for metric, series, slot, getter, info, plain, exact, memo, own in plans:
+                for metric, series, slot, getter, info, plain, exact, memo, own, counter in plans:
                     if info:
                         value = 1.0
                     else:
@@ -451,11 +507,16 @@ class Mapper:
                                     memo[raw] = value
                             else:
                                 value = cached
+                        if counter and not value >= 0.0:  # negative or NaN: no valid counter sample (OpenMetrics)
+                            result.invalid_counters += 1
+                            continue
                     if slot >= 0:
                         text = texts[slot]
                         label = empty[slot]
                     else:
                         text = metric.prefix + common + own(element, key) + "}"
+                        if len(text) > value_limit:
+                            self._long_value(text)
                         label = _empty_label(text, metric.required)
                     if label is not None:
                         if skip_bad_values:
@@ -470,6 +531,30 @@ class Mapper:
 
 
 _MEMO_SIZE = 4096  # converted string values remembered per metric and call; the first ones seen stay
+CHECK_EVERY = 1024  # elements mapped between two looks at the clock and the sample count
+
+
+def _label_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """(name, escaped value) of each `name="value"` in a series text, found with str.find (linear, fast in C)."""
+    start = 0
+    while True:
+        equals = text.find('="', start)
+        if equals < 0:
+            return
+        name = text[max(text.rfind(",", start, equals), text.rfind("{", start, equals)) + 1 : equals]
+        end = equals + 2
+        while True:
+            end = text.find('"', end)
+            if end < 0:  # not a series text this module rendered
+                return
+            backslashes = 0
+            while text[end - 1 - backslashes] == "\\":
+                backslashes += 1
+            if backslashes % 2 == 0:
+                break
+            end += 1
+        yield name, text[equals + 2 : end]
+        start = end + 1
 
 
 def _empty_label(text: str, required: Sequence[str]) -> Optional[str]:

@@ -18,6 +18,7 @@ from .mapping import Mapper, MappingError
 from .scheduler import delay_since, scheduled_time
 from .selfmetrics import SelfMetrics
 from .store import Snapshot, SnapshotStore
+from .verdict import ApiError, verdict_for
 
 __all__ = ["Poller", "PollStatus", "describe_failure"]
 
@@ -28,8 +29,10 @@ def describe_failure(error: BaseException, redactor: Redactor) -> tuple[str, str
     """A failed poll's reason and message, redacted: the one place an error becomes text anyone sees."""
     if isinstance(error, FetchError):
         reason, text = error.reason, str(error)
-    elif isinstance(error, MappingError):
+    elif isinstance(error, MappingError):  # mapping, or too_large / timeout when the mapping was cut short
         reason, text = getattr(error, "reason", "mapping"), str(error)
+    elif isinstance(error, ApiError):
+        reason, text = "api_error", str(error)
     else:
         reason, text = "internal", f"{type(error).__name__}: {error}"
     return reason, redactor.redact(text)
@@ -57,6 +60,7 @@ class Poller:
         self.metrics = metrics
         self.client = TargetClient(target, stop=stop)
         self.mapper = Mapper(target)
+        self.verdict = verdict_for(target.api_error)
         self.headers = self.family_headers(target)
         self.status = PollStatus()
         self.history = PollHistory()
@@ -102,8 +106,11 @@ class Poller:
             if fetched.api_date is not None:
                 skew = fetched.api_date - fetched.received_at
             result = self.mapper.new_result()
+            deadline = started + self.target.timeout  # the fetch's deadline, which mapping honours too
             for document in fetched.documents:
-                self.mapper.map(document, result)
+                if self.verdict is not None:
+                    self.verdict.check(document)
+                self.mapper.map(document, result, deadline)
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
         except Exception as error:  # a bug must cost one poll, not the job
             reason, message = describe_failure(error, self.client.redactor)
@@ -141,6 +148,8 @@ class Poller:
             m.samples_dropped.labels(name, "missing_value").inc(result.missing_values)
         if result.bad_values:
             m.samples_dropped.labels(name, "bad_value").inc(result.bad_values)
+        if result.invalid_counters:
+            m.samples_dropped.labels(name, "invalid_counter").inc(result.invalid_counters)
         self.status = PollStatus(
             polls=self.status.polls + 1, last_start=started, last_duration=duration, last_outcome="success",
             last_success=started + duration, series=snapshot.series,

@@ -19,7 +19,7 @@ __all__ = ["SelfMetrics", "DURATION_BUCKETS", "DROP_REASONS"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 DELAY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-DROP_REASONS = ("missing_value", "bad_value")
+DROP_REASONS = ("missing_value", "bad_value", "invalid_counter")
 FAILURE_REASONS = REASONS + ("internal",)
 
 disable_created_metrics()
@@ -56,7 +56,7 @@ class SelfMetrics:
             ["target"], registry=r,
         )
         self.samples_dropped = Counter(
-            p + "samples_dropped", "Samples left out of a poll: a missing value, or a bad one with skip_bad_values.",
+            p + "samples_dropped", "Samples left out of a poll: a missing value, a bad one with skip_bad_values, a negative or NaN counter.",
             ["target", "reason"], registry=r,
         )
         self.api_clock_skew = Gauge(

@@ -81,7 +81,7 @@ targets:
         "targets[0].mappings[0].labels: 'bad-name' is not a valid Prometheus label name",
         "targets[0].mappings[0].metrics[0].name: 'bad name' is not a valid Prometheus metric name",
         "targets[0].mappings[0].metrics[0].convert: unknown conversion 'nope' (choose one of bytes, duration, epoch_ms, number, percent, quantity, timestamp)",
-        "targets[0].mappings[0].metrics[1].regex: regex '((' does not compile: missing ), unterminated subpattern at position 1",
+        "targets[0].mappings[0].metrics[1].regex: regex '((' is not valid RE2 syntax: missing ): ((",
         "targets[0].intervall: unknown key",
     ]
 

@@ -1,6 +1,7 @@
 """Mapping: JSON documents become labelled samples, with parent labels, map keys, regexes and conversions."""
 
 import math
+import time
 import textwrap
 from pathlib import Path
 
@@ -10,10 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import render_exposition
 from exporter.config import ConfigError, load_config, parse_config
-from exporter.mapping import Mapper, MappingError
+from exporter.mapping import CHECK_EVERY, Mapper, MappingError
 from exporter.poller import Poller
 from exporter.store import Snapshot
 
+from fakeapi import Reply
 from golden import assert_golden
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -474,3 +476,246 @@ def test_labels_render_in_configured_order_whatever_their_number(count):
     group = "".join(f',{name}="v\\"{i}"' for i, name in enumerate(names))
     own = "".join(f',x{name}="v\\"{i}"' for i, name in enumerate(names))
     assert text == '{level="service",target="t"' + group + own + "}"
+
+
+# ---------------------------------------------------------------------------------------------- counters, limits, time
+def counter_target(**keys):
+    return target_from(
+        "      - each: items\n        level: service\n        labels: {name: name}\n        metrics:\n"
+        "          - {name: jobs_done_total, type: counter, value: done}\n"
+        "          - {name: jobs_delta, value: done}\n",
+        **keys,
+    )
+
+
+def test_negative_and_nan_counter_samples_are_dropped_and_counted_while_gauges_keep_them():
+    target = counter_target()
+    document = {"items": [{"name": "a", "done": -1}, {"name": "b", "done": "NaN"}, {"name": "c", "done": 5}, {"name": "d", "done": "+Inf"}]}
+    result = Mapper(target).map(document)
+    assert samples(result, "jobs_done_total") == {
+        '{level="service",target="t",name="c"}': 5.0, '{level="service",target="t",name="d"}': math.inf,
+    }
+    assert result.invalid_counters == 2
+    assert len(result.families["jobs_delta"]) == 4  # a gauge may go negative or be NaN
+
+
+def test_the_exposition_with_bad_counters_in_the_input_passes_the_strict_openmetrics_parser():
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+
+    target = counter_target()
+    result = Mapper(target).map({"items": [{"name": "a", "done": -3}, {"name": "b", "done": "nan"}, {"name": "c", "done": 2}]})
+    snapshot = Snapshot.build(target.name, result, Poller.family_headers(target), math.inf)
+    text = b"".join(render_exposition({target.name: snapshot}, openmetrics=True)).decode() + "# EOF\n"
+    families = {f.name: f for f in openmetrics_families(text)}
+    assert [s.value for s in families["jobs_done"].samples] == [2.0]
+    served = text.replace('name="c"} 2', 'name="c"} -3')  # the line the drop kept out
+    with pytest.raises(ValueError, match="negative"):
+        list(openmetrics_families(served))
+
+
+def many(n, value=1):
+    return {"items": [{"name": f"pod-{i}", "done": value} for i in range(n)]}
+
+
+def test_mapping_over_sample_limit_fails_as_too_large_and_stops_early():
+    mapper = Mapper(counter_target(sample_limit=100))
+    result = mapper.new_result()
+    with pytest.raises(MappingError) as caught:
+        mapper.map(many(50_000), result)
+    assert caught.value.reason == "too_large"
+    assert "sample_limit (100)" in str(caught.value)
+    assert result.series <= 2 * CHECK_EVERY  # stopped at the first check, not after 100,000 samples
+
+
+def test_sample_limit_counts_the_whole_poll_across_pages_and_zero_means_no_limit():
+    mapper = Mapper(counter_target(sample_limit=150))
+    result = mapper.map(many(70))
+    with pytest.raises(MappingError, match="sample_limit"):
+        mapper.map({"items": [{"name": f"other-{i}", "done": 1} for i in range(10)]}, result)
+    assert Mapper(counter_target(sample_limit=0)).map(many(5_000)).series == 10_000
+
+
+def test_mapping_past_the_deadline_fails_as_timeout_within_one_check():
+    mapper = Mapper(counter_target(sample_limit=0))
+    result = mapper.new_result()
+    with pytest.raises(MappingError) as caught:
+        mapper.map(many(50_000), result, deadline=time.monotonic() - 1.0)
+    assert caught.value.reason == "timeout"
+    assert result.series <= 2 * CHECK_EVERY
+    assert Mapper(counter_target()).map(many(10), deadline=time.monotonic() + 60).series == 20
+
+
+def test_a_label_value_over_label_value_length_limit_fails_the_poll_as_too_large():
+    mapper = Mapper(counter_target(label_value_length_limit=100))
+    with pytest.raises(MappingError) as caught:
+        mapper.map({"items": [{"name": "x" * 101, "done": 1}]})
+    assert caught.value.reason == "too_large" and "'name'" in str(caught.value)
+    # The limit is on the value, not its escaped text: 100 quotes are 200 characters escaped, and pass.
+    assert mapper.map({"items": [{"name": '"' * 100, "done": 1}]}).series == 2
+    assert Mapper(counter_target(label_value_length_limit=0)).map({"items": [{"name": "x" * 100_000, "done": 1}]}).series == 2
+
+
+def test_a_twenty_megabyte_label_value_is_refused_by_default():
+    with pytest.raises(MappingError, match="label_value_length_limit"):
+        Mapper(counter_target()).map({"items": [{"name": "v" * 20_000_000, "done": 1}]})
+
+
+def copied_target(**keys):
+    return target_from(
+        "      - each: items\n        level: service\n        labels_from: tags\n        metrics:\n"
+        "          - {name: widget_count, value: n}\n",
+        **keys,
+    )
+
+
+def test_copied_labels_over_label_limit_or_label_name_length_limit_fail_as_too_large():
+    tags = {f"k{i}": "v" for i in range(10)}
+    assert Mapper(copied_target(label_limit=13)).map({"items": [{"n": 1, "tags": tags}]}).series == 1
+    with pytest.raises(MappingError, match="label_limit") as caught:
+        Mapper(copied_target(label_limit=12)).map({"items": [{"n": 1, "tags": tags}]})
+    assert caught.value.reason == "too_large"
+    with pytest.raises(MappingError, match="label_name_length_limit"):
+        Mapper(copied_target(label_name_length_limit=20)).map({"items": [{"n": 1, "tags": {"k" * 21: "v"}}]})
+
+
+def test_configured_labels_that_can_never_fit_the_limits_are_config_errors():
+    with pytest.raises(ConfigError) as caught:
+        target_from(
+            "      - each: items\n        level: service\n        labels: {a: a, b: b}\n        metrics:\n"
+            "          - {name: x, value: v}\n",
+            label_limit=4,
+        )
+    assert caught.value.problems == [
+        "targets[0].mappings[0].metrics[0]: 'x' has 5 labels (with __name__, level and target), over label_limit (4)"
+    ]
+
+
+def test_a_catastrophic_regex_on_a_hostile_value_maps_in_linear_time():
+    """`(a+)+$` against 27 a's and a `!` backtracks for minutes in Python's re; RE2 answers at once."""
+    target = target_from(
+        "      - each: items\n        level: service\n        labels:\n"
+        "          name: {path: name, regex: '^(a+)+$', default: hostile}\n        metrics:\n"
+        "          - {name: widget_count, value: n}\n",
+    )
+    started = time.monotonic()
+    result = Mapper(target).map({"items": [{"name": "a" * 27 + "!", "n": i} for i in range(200)]}, deadline=time.monotonic() + 5)
+    assert time.monotonic() - started < 2.0
+    assert set(result.families["widget_count"]) == {'{level="service",target="t",name="hostile"}'}
+
+
+def test_regexes_that_re2_cannot_run_are_config_errors():
+    with pytest.raises(ConfigError) as caught:
+        target_from(
+            "      - each: items\n        level: service\n        metrics:\n"
+            "          - {name: x, value: v, regex: '(a)\\1'}\n",
+        )
+    assert caught.value.problems == [
+        "targets[0].mappings[0].metrics[0].regex: regex '(a)\\\\1' is not valid RE2 syntax: invalid escape sequence: \\1"
+    ]
+
+
+POLL_ONCE = """
+import json, resource, sys, threading, time
+from exporter.config import parse_config
+from exporter.poller import Poller
+from exporter.selfmetrics import SelfMetrics
+from exporter.store import SnapshotStore
+target = parse_config(sys.stdin.read()).targets[0]
+poller = Poller(target, SnapshotStore(), SelfMetrics(process=False), threading.Event())
+started = time.monotonic()
+poller.poll()
+print(json.dumps({"outcome": poller.status.last_outcome, "error": poller.status.last_error,
+                  "seconds": time.monotonic() - started, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+def test_a_response_of_one_and_a_half_million_series_fails_fast_as_too_large_with_bounded_memory(api):
+    """Issue 12 row 9: one response mapping to 1.5 M series must not build them all first (RSS < 300 MiB).
+
+    The body is compact (a 3 MB array) so that parsing it stays small and what is measured is the mapping: built
+    whole, its 1.5 M series texts of ~80 characters alone would take over 300 MiB.
+    """
+    import json
+    import subprocess
+    import sys
+
+    body = b'{"pods":[' + b",".join([b"0"] * 1_500_000) + b"]}"
+    api.routes["/pods"] = Reply(body)
+    config = f"""
+targets:
+  - name: big
+    url: {api.url('/pods')}
+    timeout: 20s
+    interval: 30s
+    retries: {{attempts: 1}}
+    labels: {{cluster: production-eu-west-1-inference-cluster-0001}}
+    mappings:
+      - each: pods
+        level: pod
+        labels: {{pod: {{key: true}}}}
+        metrics:
+          - {{name: pod_restarts, value: "@"}}
+"""
+    done = subprocess.run([sys.executable, "-c", POLL_ONCE], input=config, capture_output=True, text=True, timeout=120)
+    report = json.loads(done.stdout)
+    assert report["outcome"] == "failure (too_large)"
+    assert "sample_limit (200000)" in report["error"]
+    assert report["peak_rss"] < 300 * 1024 * 1024
+    assert report["seconds"] < 10
+
+
+def test_a_catastrophic_label_regex_never_freezes_the_process_and_healthz_answers_within_a_second(api, run_bridge):
+    """Issue 12 row 10: with Python's re this poll held the GIL for minutes; RE2 keeps it to microseconds a value."""
+    import threading
+
+    import requests
+
+    api.routes["/pods"] = Reply({"items": [{"name": "a" * 27 + "!", "n": i} for i in range(2_000)]})
+    running = run_bridge(f"""
+targets:
+  - name: hostile
+    url: {api.url('/pods')}
+    timeout: 2s
+    retries: {{attempts: 1}}
+    mappings:
+      - each: items
+        level: service
+        labels:
+          name: {{path: name, regex: '^(a+)+$', default: hostile}}
+          index: n
+        metrics:
+          - {{name: widget_count, value: n}}
+""", schedule=False)
+    outcome = []
+    poll = threading.Thread(target=lambda: outcome.append(running.bridge.poll_now("hostile")))
+    poll.start()
+    health = requests.get(running.url + "/healthz", timeout=1.0)
+    assert health.status_code == 200
+    poll.join(timeout=2.5)
+    assert outcome == [True]
+
+
+def test_invalid_counter_drops_are_counted_from_zero_in_the_self_metrics(api, run_bridge):
+    from test_bridge import sample_value, scrape
+
+    api.routes["/jobs"] = Reply({"items": [{"job": "a", "done": 4}]})
+    config = f"""
+targets:
+  - name: jobs
+    url: {api.url('/jobs')}
+    timeout: 2s
+    retries: {{attempts: 1}}
+    mappings:
+      - each: items
+        level: service
+        labels: {{job: job}}
+        metrics:
+          - {{name: jobs_done_total, type: counter, value: done}}
+"""
+    running = run_bridge(config, schedule=False)
+    assert sample_value(scrape(running.url), "metrics_bridge_samples_dropped_total", target="jobs", reason="invalid_counter") == 0
+    api.routes["/jobs"] = Reply({"items": [{"job": "a", "done": -4}, {"job": "b", "done": 1}]})
+    assert running.bridge.poll_now("jobs") is True
+    text = scrape(running.url)
+    assert sample_value(text, "metrics_bridge_samples_dropped_total", target="jobs", reason="invalid_counter") == 1
+    assert sample_value(text, "jobs_done_total", job="a") is None and sample_value(text, "jobs_done_total", job="b") == 1
