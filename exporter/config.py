@@ -19,6 +19,7 @@ from .convert import CONVERTERS
 from .families import occupied_names, standard_collector_names
 from .paths import PathError, compile_path
 from .regex import Regex, RegexError
+from .relabel import RelabelConfig
 from .verdict import ApiErrorRule
 
 __all__ = [
@@ -335,6 +336,7 @@ class Target(Strict):
     label_limit: int = Field(default=DEFAULT_LABEL_LIMIT, ge=0)
     label_name_length_limit: int = Field(default=DEFAULT_LABEL_NAME_LENGTH_LIMIT, ge=0)
     label_value_length_limit: int = Field(default=DEFAULT_LABEL_VALUE_LENGTH_LIMIT, ge=0)
+    metric_relabel_configs: list[RelabelConfig] = []
     labels: dict[str, str] = {}
     levels: list[str] = []
     mappings: list[Mapping] = Field(min_length=1)

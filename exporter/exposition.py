@@ -8,12 +8,13 @@ bytes costs a few milliseconds. Sample lines are the same in text format 0.0.4 a
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
-__all__ = ["escape_label_value", "format_value", "FamilyHeader", "render_samples", "DeflatedChunk", "gzip_member"]
+__all__ = ["escape_label_value", "label_pairs", "unescape_label_value", "format_value", "FamilyHeader", "render_samples", "DeflatedChunk", "gzip_member"]
 
 _INF = math.inf
 
@@ -23,6 +24,39 @@ def escape_label_value(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
+
+
+def label_pairs(text: str) -> Iterator[tuple[str, str]]:
+    """(name, escaped value) of each `name="value"` in a series text, found with str.find (linear, fast in C)."""
+    start = 0
+    while True:
+        equals = text.find('="', start)
+        if equals < 0:
+            return
+        name = text[max(text.rfind(",", start, equals), text.rfind("{", start, equals)) + 1 : equals]
+        end = equals + 2
+        while True:
+            end = text.find('"', end)
+            if end < 0:  # not a series text this module rendered
+                return
+            backslashes = 0
+            while text[end - 1 - backslashes] == "\\":
+                backslashes += 1
+            if backslashes % 2 == 0:
+                break
+            end += 1
+        yield name, text[equals + 2 : end]
+        start = end + 1
+
+
+def unescape_label_value(value: str) -> str:
+    """The label value an escaped one stands for (the inverse of `escape_label_value`)."""
+    if "\\" not in value:
+        return value
+    return _ESCAPED.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+
+
+_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 
 
 def format_value(value: float) -> str:

@@ -17,9 +17,10 @@ import orjson
 
 from . import config as cfg
 from .convert import CONVERTERS, ConversionError
-from .exposition import escape_label_value
+from .exposition import escape_label_value, label_pairs
 from .paths import Getter, PathError, compile_path
 from .regex import Regex
+from .relabel import Relabeler, RelabelError
 
 __all__ = ["MappingError", "MappingAborted", "MapResult", "Mapper"]
 
@@ -49,6 +50,7 @@ class MapResult:
     missing_values: int = 0
     bad_values: int = 0
     invalid_counters: int = 0
+    renamed: dict[str, str] = field(default_factory=dict)  # a family metric_relabel_configs renamed → its metric
 
     @property
     def series(self) -> int:
@@ -391,6 +393,12 @@ class Mapper:
         self.sample_limit = target.sample_limit
         self.value_limit = target.label_value_length_limit
         self.groups = [_Group(m, target, i, prefix) for i, m in enumerate(target.mappings)]
+        self.relabeler: Optional[Relabeler] = None
+        if target.metric_relabel_configs:
+            self.relabeler = Relabeler(
+                target.metric_relabel_configs, target.label_limit, target.label_name_length_limit, self.value_limit
+            )
+        self.types = {m.name: m.type for mapping in target.mappings for m in mapping.metrics}
 
     def new_result(self) -> MapResult:
         """An empty result with a family for every configured metric name."""
@@ -423,11 +431,48 @@ class Mapper:
     def _long_value(self, text: str) -> None:
         """Abort if one label value in a series text, unescaped, is longer than label_value_length_limit."""
         limit = self.value_limit
-        for name, value in _label_pairs(text):
+        for name, value in label_pairs(text):
             if len(value) > limit and len(value) - value.count("\\") + value.count("\\\\") > limit:
                 raise MappingAborted(
                     "too_large", f"label {name!r} has a value longer than label_value_length_limit ({limit})"
                 )
+
+    def _relabel(self, metric: "_Metric", text: str, result: MapResult) -> Optional[tuple[Series, str, Optional[str]]]:
+        """A sample's series after metric_relabel_configs: (its family, its text, an empty required label), or None."""
+        try:
+            relabeled = self.relabeler(metric.name, text)  # type: ignore[misc]
+        except RelabelError as exc:
+            if exc.reason == "mapping":
+                raise MappingError(f"{metric.where} {metric.name}: {exc}") from None
+            raise MappingAborted(exc.reason, f"{metric.where} {metric.name}: {exc}") from None
+        if relabeled is None:
+            return None
+        name, text = relabeled
+        if name == metric.name:
+            series = result.families[name]
+        else:
+            series = self._renamed_family(metric, name, result)
+        return series, text, _empty_label(text, metric.required) if metric.required else None
+
+    def _renamed_family(self, metric: "_Metric", name: str, result: MapResult) -> Series:
+        """The family a rule renamed a metric's sample into: its type's suffix kept, no clash with another type."""
+        kind = self.types.get(metric.name, "gauge")
+        problem = ""
+        if name.startswith(cfg.SELF_PREFIX):
+            problem = f"names starting with {cfg.SELF_PREFIX!r} are the bridge's own"
+        elif kind == "counter" and not name.endswith("_total"):
+            problem = "a counter's name must end in _total"
+        elif kind == "info" and not name.endswith("_info"):
+            problem = "an info metric's name must end in _info"
+        elif kind != "counter" and name.endswith("_total"):
+            problem = "only counters end in _total"
+        elif self.types.get(name, kind) != kind or self.types.get(result.renamed.get(name, ""), kind) != kind:
+            problem = f"{name!r} is also a metric of another type"
+        if problem:
+            raise MappingError(f"{metric.where} {metric.name}: metric_relabel_configs renamed it to {name!r}: {problem}")
+        if name not in self.types:
+            result.renamed.setdefault(name, metric.name)
+        return result.families.setdefault(name, {})
 
     def _map(self, document: Any, result: Optional[MapResult], deadline: float) -> MapResult:
         """The loop behind `map`.
@@ -443,6 +488,7 @@ class Mapper:
         families = result.families
         skip_bad_values = self.skip_bad_values
         value_limit = self.value_limit or math.inf
+        relabel = self.relabeler
         countdown = CHECK_EVERY
         for group in self.groups:
             # Metrics without labels of their own share one series text per level: their "slot".
@@ -518,6 +564,11 @@ class Mapper:
                         if len(text) > value_limit:
                             self._long_value(text)
                         label = _empty_label(text, metric.required)
+                    if relabel is not None:
+                        relabeled = self._relabel(metric, text, result)
+                        if relabeled is None:  # dropped by a keep or drop rule
+                            continue
+                        series, text, label = relabeled
                     if label is not None:
                         if skip_bad_values:
                             result.bad_values += 1
@@ -533,28 +584,6 @@ class Mapper:
 _MEMO_SIZE = 4096  # converted string values remembered per metric and call; the first ones seen stay
 CHECK_EVERY = 1024  # elements mapped between two looks at the clock and the sample count
 
-
-def _label_pairs(text: str) -> Iterator[tuple[str, str]]:
-    """(name, escaped value) of each `name="value"` in a series text, found with str.find (linear, fast in C)."""
-    start = 0
-    while True:
-        equals = text.find('="', start)
-        if equals < 0:
-            return
-        name = text[max(text.rfind(",", start, equals), text.rfind("{", start, equals)) + 1 : equals]
-        end = equals + 2
-        while True:
-            end = text.find('"', end)
-            if end < 0:  # not a series text this module rendered
-                return
-            backslashes = 0
-            while text[end - 1 - backslashes] == "\\":
-                backslashes += 1
-            if backslashes % 2 == 0:
-                break
-            end += 1
-        yield name, text[equals + 2 : end]
-        start = end + 1
 
 
 def _empty_label(text: str, required: Sequence[str]) -> Optional[str]:

@@ -31,8 +31,14 @@ class Snapshot:
     @classmethod
     def build(cls, target: str, result: MapResult, headers: Mapping[str, FamilyHeader], stale_after: float) -> "Snapshot":
         """Render a poll's samples to bytes and compress them, metric by metric, skipping metrics with no samples."""
+        def header(name: str) -> FamilyHeader:
+            if name in headers:
+                return headers[name]
+            source = headers[result.renamed[name]]  # a family metric_relabel_configs renamed: its metric's type and help
+            return FamilyHeader.build(name, source.type, source.help)
+
         families = tuple(
-            (headers[name], render_samples(name, series)) for name, series in sorted(result.families.items()) if series
+            (header(name), render_samples(name, series)) for name, series in sorted(result.families.items()) if series
         )
         deflated = tuple(DeflatedChunk.compress(lines) for _, lines in families)
         return cls(target, families, result.series, time.monotonic(), stale_after, deflated)
