@@ -204,6 +204,29 @@ def _steps(value: Any) -> Any:
     return value
 
 
+class Latest(Strict):
+    """The latest point of a time series: from a list of points, or from parallel arrays of timestamps and values."""
+
+    points: Optional[str] = None
+    timestamp: str = "timestamp"
+    value: str = "value"
+    timestamps: Optional[str] = None
+    values: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "Latest":
+        parallel = self.timestamps is not None or self.values is not None
+        if parallel == (self.points is not None):
+            raise ValueError("set points (with timestamp and value inside each point), or timestamps and values")
+        if parallel and (self.timestamps is None or self.values is None):
+            raise ValueError("parallel arrays need both timestamps and values")
+        if parallel and ("timestamp" in self.model_fields_set or "value" in self.model_fields_set):
+            raise ValueError("timestamp and value are paths inside each point; with parallel arrays use timestamps and values")
+        for name in ("points", "timestamp", "value", "timestamps", "values"):
+            _check_path(getattr(self, name))
+        return self
+
+
 MetricType = Literal["gauge", "counter", "info"]
 # How `aggregate` folds the array a metric's value path finds into one sample.
 Aggregate = Literal["sum", "min", "max", "mean", "count"]
@@ -223,6 +246,7 @@ class Metric(Strict):
     scale: float = 1.0
     default: Optional[float] = None
     aggregate: Optional[Aggregate] = None
+    latest: Optional[Latest] = None
     labels: Labels = {}
 
     _names = field_validator("labels")(_check_label_names)
@@ -231,6 +255,11 @@ class Metric(Strict):
     def _aggregate_shape(self) -> "Metric":
         if self.aggregate is not None and self.type == "info":
             raise ValueError("an info metric has no value to aggregate")
+        if self.latest is not None:
+            if self.type == "info":
+                raise ValueError("an info metric has no value to take from a time series")
+            if self.value is not None or self.aggregate is not None:
+                raise ValueError("latest reads the value itself: drop value and aggregate")
         if self.aggregate == "count" and (self.convert != "number" or self.regex or self.enum or self.scale != 1.0):
             raise ValueError("aggregate: count counts the array's elements; drop convert, regex, enum and scale")
         return self
@@ -269,8 +298,8 @@ class Metric(Strict):
                 raise ValueError(f"info metric {self.name!r} must end in _info")
             if self.value is not None:
                 raise ValueError("an info metric has no value path: its value is always 1")
-        elif self.value is None:
-            raise ValueError(f"{self.type} metric {self.name!r} needs a value path")
+        elif self.value is None and self.latest is None:
+            raise ValueError(f"{self.type} metric {self.name!r} needs a value path (or latest)")
         _check_path(self.value)
         owned = standard_collector_names()
         taken = sorted(n for n in occupied_names(self.name, self.type) if n in owned)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import orjson
 
 from . import config as cfg
-from .convert import CONVERTERS, ConversionError
+from .convert import CONVERTERS, ConversionError, parse_timestamp
 from .exposition import escape_label_value, label_pairs
 from .paths import Getter, PathError, compile_path
 from .regex import Regex
@@ -246,6 +246,61 @@ def _compile_aggregate(how: str, convert_one: Callable[[Any], float]) -> Callabl
     return reduce
 
 
+class _Unreadable:
+    """A time series whose shape is wrong (arrays of different lengths, a bad timestamp): a bad value, with why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _latest_point(points: list[tuple[Any, Any]]) -> Any:
+    """The value of the point with the greatest timestamp (on a tie, the later one), skipping null values; else None."""
+    best_time = -math.inf
+    best: Any = None
+    for timestamp, value in points:
+        if value is None or timestamp is None:
+            continue
+        try:
+            when = parse_timestamp(timestamp)
+        except ConversionError as exc:
+            return _Unreadable(f"latest: a point's timestamp: {exc}")
+        if when >= best_time:
+            best_time, best = when, value
+    return best
+
+
+def _compile_latest(spec: cfg.Latest) -> Getter:
+    """A getter of the raw value of a time series' latest point, None when it has none."""
+    if spec.points is not None:
+        points_at = compile_path(spec.points)
+        timestamp_at, value_at = compile_path(spec.timestamp), compile_path(spec.value)
+
+        def from_points(node: Any) -> Any:
+            points = points_at(node)
+            if points is None:
+                return None
+            if type(points) is not list:
+                return _Unreadable(f"latest: points {spec.points!r} is {type(points).__name__}, not an array")
+            return _latest_point([(timestamp_at(p), value_at(p)) for p in points])
+
+        return from_points
+    timestamps_at, values_at = compile_path(spec.timestamps or ""), compile_path(spec.values or "")
+
+    def from_arrays(node: Any) -> Any:
+        timestamps, values = timestamps_at(node), values_at(node)
+        if timestamps is None and values is None:
+            return None
+        if type(timestamps) is not list or type(values) is not list:
+            return _Unreadable(f"latest: {spec.timestamps!r} and {spec.values!r} must both be arrays")
+        if len(timestamps) != len(values):
+            return _Unreadable(f"latest: {len(timestamps)} timestamps but {len(values)} values")
+        return _latest_point(list(zip(timestamps, values)))
+
+    return from_arrays
+
+
 @dataclass
 class _Step:
     index: int
@@ -290,6 +345,16 @@ class _Metric:
             self.reduce = _compile_aggregate(metric.aggregate, self.convert_one)
             if metric.aggregate != "count" and self.getter is not None:
                 self.getter = _empty_as_missing(self.getter)
+        if metric.latest is not None:
+            self.path = f"latest {metric.latest.points or metric.latest.values!r}"
+            self.getter = _compile_latest(metric.latest)
+            self.plain = False  # the value picked is converted as any other, or reported bad with why
+            self.reduce = self._convert_latest
+
+    def _convert_latest(self, raw: Any) -> float:
+        if type(raw) is _Unreadable:
+            raise ConversionError(raw.reason)
+        return self.convert_one(raw)
 
     def value(self, raw: Any) -> float:
         """Convert a raw JSON value (with `aggregate`, an array of them) to a float, or raise ConversionError."""

@@ -719,3 +719,79 @@ targets:
     text = scrape(running.url)
     assert sample_value(text, "metrics_bridge_samples_dropped_total", target="jobs", reason="invalid_counter") == 1
     assert sample_value(text, "jobs_done_total", job="a") is None and sample_value(text, "jobs_done_total", job="b") == 1
+
+
+# ------------------------------------------------------------------------------------------------ time series: latest
+def latest_target(latest: str, **keys):
+    return target_from(
+        "      - each: series\n        level: service\n        labels: {id: id}\n        metrics:\n"
+        f"          - {{name: requests_per_second, latest: {latest}}}\n",
+        **keys,
+    )
+
+
+def test_the_latest_point_of_a_list_of_points_is_taken_by_timestamp_not_by_position():
+    target = latest_target("{points: points}")
+    document = {"series": [{"id": "a", "points": [
+        {"timestamp": "2026-12-01T21:45:00Z", "value": 2}, {"timestamp": "2026-12-01T21:50:00Z", "value": 3},
+        {"timestamp": "2026-12-01T21:40:00Z", "value": 1},
+    ]}]}
+    result = Mapper(target).map(document)
+    assert samples(result, "requests_per_second") == {'{level="service",target="t",id="a"}': 3.0}
+    assert result.duplicates == 0
+
+
+def test_points_as_pairs_use_index_paths_and_string_values_are_converted():
+    target = latest_target('{points: values, timestamp: "[0]", value: "[1]"}')
+    document = {"series": [{"id": "a", "values": [[1764625560, "0.5"], [1764625620, "0.75"], [1764625500, "9"]]}]}
+    assert samples(Mapper(target).map(document), "requests_per_second") == {'{level="service",target="t",id="a"}': 0.75}
+
+
+def test_parallel_arrays_are_paired_and_the_latest_timestamp_wins():
+    """CloudWatch GetMetricData: Timestamps and Values, newest first by default, but order is not relied on."""
+    target = latest_target("{timestamps: Timestamps, values: Values}")
+    document = {"series": [
+        {"id": "m1", "Timestamps": ["2026-12-01T21:45:00Z", "2026-12-01T21:50:00Z", "2026-12-01T21:40:00Z"], "Values": [20.0, 30.0, 10.0]},
+        {"id": "m2", "Timestamps": [1764625500.0, 1764625200.0], "Values": [7.0, 5.0]},
+    ]}
+    assert samples(Mapper(target).map(document), "requests_per_second") == {
+        '{level="service",target="t",id="m1"}': 30.0, '{level="service",target="t",id="m2"}': 7.0,
+    }
+
+
+def test_a_tie_goes_to_the_later_point_and_null_values_are_gaps():
+    target = latest_target("{points: points}")
+    document = {"series": [{"id": "a", "points": [
+        {"timestamp": 100, "value": 1}, {"timestamp": 100, "value": 2}, {"timestamp": 200, "value": None},
+    ]}]}
+    assert samples(Mapper(target).map(document), "requests_per_second") == {'{level="service",target="t",id="a"}': 2.0}
+
+
+def test_a_series_with_no_points_is_a_missing_value():
+    result = Mapper(latest_target("{timestamps: Timestamps, values: Values}")).map(
+        {"series": [{"id": "a", "Timestamps": [], "Values": []}, {"id": "b"}]}
+    )
+    assert result.families["requests_per_second"] == {}
+    assert result.missing_values == 2
+
+
+def test_parallel_arrays_of_different_lengths_are_a_bad_value():
+    document = {"series": [{"id": "a", "Timestamps": [1, 2], "Values": [1]}]}
+    with pytest.raises(MappingError, match="latest: 2 timestamps but 1 values"):
+        Mapper(latest_target("{timestamps: Timestamps, values: Values}")).map(document)
+    result = Mapper(latest_target("{timestamps: Timestamps, values: Values}", skip_bad_values="true")).map(document)
+    assert result.bad_values == 1
+
+
+@pytest.mark.parametrize(
+    ("latest", "problem"),
+    [
+        ("{timestamps: Timestamps}", "parallel arrays need both timestamps and values"),
+        ("{points: p, timestamps: T, values: V}", "set points (with timestamp and value inside each point), or timestamps and values"),
+        ("{timestamps: T, values: V, value: v}", "timestamp and value are paths inside each point"),
+    ],
+)
+def test_a_latest_block_of_the_wrong_shape_is_a_config_error(latest, problem):
+    with pytest.raises(ConfigError) as caught:
+        latest_target(latest)
+    assert any(problem in p and p.startswith("targets[0].mappings[0].metrics[0].latest") for p in caught.value.problems)
