@@ -113,8 +113,11 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
 
         return read_plain
     if pattern is not None and not spec.key:
-        # A field cut down by a regex (`id` → pod name): `read` without its key and escaping calls.
+        # A field cut down by a regex (`id` → pod name): `read` without its key and escaping calls. The label text
+        # of each value is remembered across polls (ids repeat from poll to poll), up to _REGEX_MEMO_SIZE values:
+        # a dict hit costs 0.05 µs where an RE2 call costs about 1.3 µs (Python's re: 0.45 µs).
         search = pattern.group
+        memo: dict[str, str] = {}
 
         def read_match(node: Any, key: Any) -> str:
             raw = getter(node)
@@ -122,10 +125,14 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
                 raw = _label_text(raw)
                 if raw is None:
                     return default
-            raw = search(raw, group) or default
-            if "\\" in raw or '"' in raw or "\n" in raw:
-                return escape_label_value(raw)
-            return raw
+            text = memo.get(raw)
+            if text is None:
+                text = search(raw, group) or default
+                if "\\" in text or '"' in text or "\n" in text:
+                    text = escape_label_value(text)
+                if len(memo) < _REGEX_MEMO_SIZE and len(raw) <= _REGEX_MEMO_KEY:
+                    memo[raw] = text
+            return text
 
         return read_match
     return read
@@ -647,6 +654,8 @@ class Mapper:
 
 
 _MEMO_SIZE = 4096  # converted string values remembered per metric and call; the first ones seen stay
+_REGEX_MEMO_SIZE = 65_536  # label regex results remembered per label (a few MB at most); the first ones seen stay
+_REGEX_MEMO_KEY = 256  # longer values are not remembered
 CHECK_EVERY = 1024  # elements mapped between two looks at the clock and the sample count
 
 
