@@ -722,7 +722,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         with_mapping(labels={"namespace": "ns", "pod": {"path": "name", "regex": "(pod-[0-9+"}}),
-        ["targets[0].mappings[0].labels.pod: regex '(pod-[0-9+' does not compile: unterminated character set at position 5"],
+        ["targets[0].mappings[0].labels.pod: regex '(pod-[0-9+' is not valid RE2 syntax: missing ]: [0-9+"],
         id="label-regex-that-does-not-compile",
     ),
     pytest.param(
