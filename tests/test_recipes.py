@@ -8,8 +8,10 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -23,15 +25,17 @@ from exporter.poller import Poller
 from exporter.selfmetrics import SelfMetrics
 from exporter.store import SnapshotStore
 
-from conftest import require_tool
+from conftest import require_module, require_tool
 from fakeapi import FakeAPI, Reply, Request
-from signatures import Received, Verdict, verify_alibaba_rpc, verify_alibaba_v3
+from signatures import Received, Verdict, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu, verify_volcengine
 
 ROOT = Path(__file__).parent.parent
 RECIPES = ROOT / "examples" / "recipes"
 DOCS = ROOT / "docs" / "recipes"
 FIXTURES = Path(__file__).parent / "testdata" / "recipes"
 TOKEN = "recipe-test-token"
+ACCESS_KEY, SECRET_KEY = "recipe-test-access-key", "recipe-test-secret-key"
+WINDOW, SLACK = timedelta(minutes=5), timedelta(seconds=90)  # the recipes' window; how far from now its end may be
 
 Route = Callable[[Request], Reply]
 
@@ -47,6 +51,7 @@ class Scenario:
     requests: Optional[Callable[[list[Request]], None]] = None
     bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
     method: str = "GET"
+    sdk: Optional[str] = None  # the official SDK the loopback API verifies the recipe's signature with
 
 
 def _file_route(path: Path) -> Route:
@@ -125,6 +130,89 @@ def serve_cms_metrics(pages: dict[str, list[str]]) -> Callable[[Config, Path], d
     return routes
 
 
+def window_verdict(start: Optional[datetime], end: Optional[datetime], now: Optional[datetime] = None) -> Verdict:
+    """What the signed recipes promise their cloud monitor: a five-minute window ending about now."""
+    if start is None or end is None:
+        return Verdict(False, "no query window")
+    now = now or datetime.now(timezone.utc)
+    if abs(now - end) > SLACK:
+        return Verdict(False, f"stale window: it ends {now - end} away from now")
+    if end - start != WINDOW:
+        return Verdict(False, f"a window of {end - start}, not {WINDOW}")
+    return Verdict(True)
+
+
+def _rfc3339(text: Optional[str]) -> Optional[datetime]:
+    try:
+        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _epoch(value: object) -> Optional[datetime]:
+    return datetime.fromtimestamp(value, timezone.utc) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def verified(verify: Callable[[Received], Verdict], reply_of: Callable[[Request], Reply]) -> Route:
+    """A route answering `reply_of(request)` to a request `verify` accepts, and 403 with the reason to any other."""
+
+    def route(request: Request) -> Reply:
+        verdict = verify(Received.of(request))
+        route.verdicts.append(verdict)  # type: ignore[attr-defined]
+        return reply_of(request) if verdict else Reply({"code": "AccessDenied", "message": verdict.reason}, 403)
+
+    route.verdicts = []  # type: ignore[attr-defined]
+    return route
+
+
+def verify_bcm_request(received: Received) -> Verdict:
+    """Baidu Cloud Monitor: a bce-auth-v1 signature the official SDK accepts, and the window in the query."""
+    signed = verify_baidu(received, ACCESS_KEY, SECRET_KEY)
+    query = dict(received.pairs())
+    return signed and window_verdict(_rfc3339(query.get("startTime")), _rfc3339(query.get("endTime")))
+
+
+def serve_bcm(config: Config, fixtures: Path) -> dict[str, Route]:
+    """One BCM metricdata path per target (the metric is the last path segment), each answering `<target>.json`."""
+    routes: dict[str, Route] = {}
+    for target in config.targets:
+        body = (fixtures / f"{target.name}.json").read_bytes()
+        routes[urlsplit(str(target.url)).path] = verified(verify_bcm_request, lambda request, body=body: Reply(body))
+    return routes
+
+
+def verify_volc_observe_request(received: Received) -> Verdict:
+    """Volcengine Cloud Monitor: an HMAC-SHA256 signature the official SDK accepts, and epoch seconds in the body."""
+    signed = verify_volcengine(received, ACCESS_KEY, SECRET_KEY, "cn-beijing", "Volc_Observe")
+    if not signed:
+        return signed
+    body = orjson.loads(received.body or b"{}")
+    return window_verdict(_epoch(body.get("StartTime")), _epoch(body.get("EndTime")))
+
+
+def serve_volc_observe(config: Config, fixtures: Path) -> dict[str, Route]:
+    """`POST /?Action=GetMetricData`, answering `<target>.json` of the target whose `MetricName` the body asks for."""
+    bodies = {str(t.body["MetricName"]): (fixtures / f"{t.name}.json").read_bytes() for t in config.targets}  # type: ignore[index]
+    error = (fixtures / "error.json").read_bytes()
+
+    def reply(request: Request) -> Reply:
+        return Reply(bodies.get(str(orjson.loads(request.body).get("MetricName")), error))
+
+    return {"/": verified(verify_volc_observe_request, reply)}
+
+
+def signed_requests(action: Optional[str]) -> Callable[[list[Request]], None]:
+    """Every request was signed (and accepted: the poll succeeded); RPC-style APIs name the action in the query."""
+
+    def check(requests: list[Request]) -> None:
+        for request in requests:
+            assert request.headers.get("authorization", "").split(" ")[0].split("/")[0] in ("bce-auth-v1", "HMAC-SHA256")
+            if action:
+                assert request.query.get("Action") == action
+
+    return check
+
+
 SCENARIOS = [
     Scenario(
         "kubernetes-metrics-api",
@@ -179,7 +267,11 @@ def environment(scenario: Scenario, api_url: str, tmp_path: Path) -> dict[str, s
     token_file.write_text(TOKEN + "\n")
     ca_file = tmp_path / "ca.crt"
     ca_file.write_text("-----BEGIN CERTIFICATE-----\nnot used over plain http\n-----END CERTIFICATE-----\n")
-    fill = {"api": api_url, "token_file": str(token_file), "ca_file": str(ca_file)}
+    secret_file = tmp_path / "secret-key"
+    if not secret_file.exists():
+        secret_file.write_text(SECRET_KEY + "\n")
+    fill = {"api": api_url, "token_file": str(token_file), "ca_file": str(ca_file), "secret_file": str(secret_file),
+            "access_key": ACCESS_KEY}
     return {k: v.format(**fill) for k, v in scenario.env.items()}
 
 
@@ -192,12 +284,20 @@ def assert_golden(path: Path, actual: str) -> None:
     assert actual == expected, f"exposition differs from {path} (UPDATE_GOLDEN=1 rewrites it)"
 
 
-def poll_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Load the recipe with the fake API's URL, poll every target once, and return the rendered exposition."""
+def load_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """The recipe, unchanged, with the environment pointing it at the fake API, whose routes serve the fixtures."""
+    if scenario.sdk:
+        require_module(scenario.sdk)
     for name, value in environment(scenario, api.url("").rstrip("/"), tmp_path).items():
         monkeypatch.setenv(name, value)
     config = parse_config((RECIPES / f"{scenario.recipe}.yaml").read_text(), scenario.recipe)
     api.routes.update(scenario.routes(config, FIXTURES / scenario.recipe))
+    return config
+
+
+def poll_recipe(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Load the recipe with the fake API's URL, poll every target once, and return the rendered exposition."""
+    config = load_recipe(scenario, api, tmp_path, monkeypatch)
     store = SnapshotStore()
     metrics = SelfMetrics(CollectorRegistry(), process=False)
     for target in config.targets:
@@ -273,3 +373,79 @@ def test_metrics_bridge_check_accepts_the_recipe(name, tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert "OK" in checked.stdout
 
+
+SIGNED = sorted(s.recipe for s in SCENARIOS if s.sdk)
+
+
+def golden_of_target(text: str, target: str) -> str:
+    """The lines of a golden exposition that belong to one target: its samples and their families' headers."""
+    out: list[str] = []
+    headers: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP"):
+            headers = [line]
+        elif line.startswith("# TYPE"):
+            headers.append(line)
+        elif f'target="{target}"' in line:
+            out.extend(headers)
+            headers = []
+            out.append(line)
+    return "".join(out)
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_metrics_bridge_try_prints_each_targets_part_of_the_golden_exposition(name, tmp_path):
+    scenario = BY_NAME[name]
+    env = {**os.environ, **environment(scenario, "http://127.0.0.1:9", tmp_path)}
+    golden = (FIXTURES / name / "expected.txt").read_text()
+    for target in targets_of(name):
+        tried = subprocess.run(
+            [sys.executable, "-m", "exporter", "try", "--config", str(RECIPES / f"{name}.yaml"), "--target", target,
+             "--input", str(FIXTURES / name / f"{target}.json")],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+        )
+        assert tried.returncode == 0, tried.stderr
+        assert tried.stdout == golden_of_target(golden, target) != ""
+
+
+def targets_of(name: str) -> list[str]:
+    """The target names of a recipe, read as YAML (they never depend on the environment)."""
+    import yaml
+
+    return [t["name"] for t in yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["targets"]]
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_a_signed_recipe_with_a_wrong_secret_fails_every_poll_with_its_reason_counted(name, api, tmp_path, monkeypatch):
+    (tmp_path / "secret-key").write_text("not-the-secret-key\n")
+    config = load_recipe(BY_NAME[name], api, tmp_path, monkeypatch)
+    metrics = SelfMetrics(CollectorRegistry(), process=False)
+    for target in config.targets:
+        poller = Poller(target, SnapshotStore(), metrics, threading.Event())
+        try:
+            assert not poller.poll()
+        finally:
+            poller.client.close()
+        counted = metrics.registry.get_sample_value
+        assert counted("metrics_bridge_poll_failures_total", {"target": target.name, "reason": "http_status"}) == 1
+        assert "not-the-secret-key" not in (poller.status.last_error or "")
+    verdicts = [v for route in api.routes.values() for v in getattr(route, "verdicts", [])]
+    assert verdicts and {v.reason for v in verdicts} == {"signature mismatch"}
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_stale(name, api, tmp_path, monkeypatch):
+    poll_recipe(BY_NAME[name], api, tmp_path, monkeypatch)
+    verify = verify_bcm_request if name == "baidu-qianfan" else verify_volc_observe_request
+    for request in api.requests:
+        received = Received.of(request)
+        assert verify(received)
+        later = datetime.now(timezone.utc) + timedelta(minutes=10)
+        if request.method == "GET":
+            query = dict(received.pairs())
+            window = _rfc3339(query["startTime"]), _rfc3339(query["endTime"])
+        else:
+            body = orjson.loads(received.body)
+            window = _epoch(body["StartTime"]), _epoch(body["EndTime"])
+        assert window_verdict(*window).ok
+        assert window_verdict(*window, now=later).reason.startswith("stale window")
