@@ -121,9 +121,11 @@ def cmd_try(args: argparse.Namespace) -> int:
             documents = [orjson.loads(raw)]
         else:
             client = TargetClient(target)
-            redactor = client.redactor  # it also knows the page tokens this poll saw
-            documents = client.fetch().documents
-            client.close()
+            redactor = client.redactor  # it also knows the page tokens this poll saw and the credentials it obtained
+            try:
+                documents = client.fetch().documents
+            finally:
+                client.close()
         result = mapper.new_result()
         for document in documents:
             if verdict is not None:

@@ -29,10 +29,11 @@ import orjson
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 from requests.cookies import extract_cookies_to_jar
+from requests.hooks import dispatch_hook
 from requests.utils import get_auth_from_url, requote_uri
 
 from . import __version__
-from .auth import AuthFailure, auth_secrets, build_auth
+from .auth import AuthFailure, auth_secrets, build_auth, within_deadline
 from .config import Target
 from .deadline import WATCHDOG, DeadlineAdapter
 from .paths import Getter, PathError, compile_path
@@ -97,8 +98,9 @@ class Redactor:
 
     MASK = "<redacted>"
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, signer: Optional[AuthBase] = None) -> None:
         self.target = target
+        self.signer = signer  # the client's auth object: it knows the credentials it obtained (tokens)
         self.secret_params = {p for p in target.params if p in target.secret_params or _SECRET_PARAM.search(p)}
         safe = {name.lower() for name in target.safe_headers}
         self.secret_headers = {name for name in target.headers if name.lower() not in safe}
@@ -110,7 +112,7 @@ class Redactor:
 
     def secrets(self) -> list[str]:
         """Every secret value this target uses, read fresh (files can rotate), in the forms it may appear in."""
-        values: list[str] = auth_secrets(self.target.auth)
+        values: list[str] = auth_secrets(self.target.auth, self.signer)
         for name in self.secret_params:
             values.append(str(self.target.params[name]))
         values += [self.target.headers[name] for name in self.secret_headers]
@@ -224,7 +226,6 @@ class TargetClient:
 
     def __init__(self, target: Target, stop: Optional[threading.Event] = None) -> None:
         self.target = target
-        self.redactor = Redactor(target)
         self.stop = stop or threading.Event()
         self.session = requests.Session()
         self.session.mount("http://", DeadlineAdapter(max_retries=0, pool_maxsize=2))
@@ -232,10 +233,11 @@ class TargetClient:
         self.session.trust_env = False
         self.session.headers["User-Agent"] = f"metrics-bridge/{__version__}"
         self.session.headers["Accept"] = "application/json"
-        self.auth = build_auth(target.auth)
         tls = target.tls
         self.verify: Any = False if tls.insecure_skip_verify else (tls.ca_file or True)
         self.cert: Any = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
+        self.auth = build_auth(target.auth, self.verify, self.cert)
+        self.redactor = Redactor(target, self.auth)
         pagination = target.pagination
         self._next_token = _pagination_path(pagination.next_token_path) if pagination and pagination.next_token_path else None
         self._total_pages = _pagination_path(pagination.total_pages_path) if pagination and pagination.total_pages_path else None
@@ -245,6 +247,8 @@ class TargetClient:
     def close(self) -> None:
         """Release pooled connections."""
         self.session.close()
+        if hasattr(self.auth, "close"):
+            self.auth.close()
 
     def get_metrics(
         self, metric_type: Optional[str] = None, pod_name: Optional[str] = None, container_name: Optional[str] = None
@@ -425,7 +429,7 @@ class TargetClient:
         if remaining <= 0:
             raise FetchError("timeout", f"deadline of {self.target.timeout:g}s exceeded before the request")
         if trusted:
-            headers, auth = request.headers, self._credentials()
+            headers, auth = request.headers, within_deadline(self._credentials(), deadline)
         else:
             safe = {name.lower() for name in self.target.safe_headers}
             headers, auth = {k: v for k, v in request.headers.items() if k.lower() in safe}, None
@@ -452,7 +456,7 @@ class TargetClient:
             response.close()
             raise FetchError("timeout", f"no answer within {self.target.timeout:g}s (read timeout)")
         extract_cookies_to_jar(self.session.cookies, prepared, response.raw)
-        return response
+        return dispatch_hook("response", prepared.hooks, response)  # as Session.send does: auth objects' hooks run
 
     def _credentials(self) -> Optional[AuthBase]:
         """The auth for a request to the poll's origin: the target's scheme, else the URL's own user:password@."""

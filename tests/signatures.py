@@ -9,22 +9,35 @@ the body digest, the timestamp window) and recomputes the signature with the SDK
 - Huawei Cloud: `huaweicloudsdkcore.signer.signer.Signer`.
 - Volcengine: `volcengine.auth.SignerV4.sign_only` (it takes the date explicitly).
 - Baidu AI Cloud: `baidubce.auth.bce_v1_signer.sign`.
+- AWS Signature Version 4: botocore's `SigV4Auth`, re-signing the headers the signature names (`verify_sigv4`);
+  `LoopbackSTS` answers AssumeRole to callers it verifies the same way.
+
+And an OAuth2 token endpoint, `OAuth2TokenServer`: it checks the client credentials, issues tokens with a given
+`expires_in`, counts requests, and makes API routes that accept only its live tokens.
 
 The SDKs are test-only dependencies (the `test` extra), never needed by metrics-bridge itself.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
 import re
+import secrets
+import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
-from typing import Mapping, Optional
-from urllib.parse import parse_qsl, unquote
+from typing import Callable, Mapping, Optional
+from urllib.parse import parse_qsl, unquote, unquote_plus
+
+from fakeapi import FakeAPI, Reply, Request
+
+Route = Callable[[Request], Reply]
 
 # The BCE SDK logs the derived signing key at DEBUG: keep it out of the logs the secrets tests search.
 logging.getLogger("baidubce").setLevel(logging.WARNING)
@@ -288,6 +301,218 @@ def verify_baidu(received: Received, access_key_id: str, secret_access_key: str,
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# AWS Signature Version 4 — re-signed with botocore's SigV4Auth
+# ---------------------------------------------------------------------------------------------------------------------
+
+_SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<access_key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
+    r"\s*SignedHeaders=(?P<signed>[a-z0-9;\-]+),\s*Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+def sigv4_fields(headers: dict[str, str]) -> Optional[dict[str, str]]:
+    """The parts of a SigV4 Authorization header (access_key, date, region, service, signed, signature), or None."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    match = _SIGV4.match(lowered.get("authorization", ""))
+    return match.groupdict() if match else None
+
+
+def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes, secret_key: str, region: str, service: str) -> bool:
+    """Whether botocore, signing the same request (the headers the signature names, at its X-Amz-Date), computes the
+    same signature; a body whose hash differs from X-Amz-Content-Sha256 fails too."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    fields = sigv4_fields(headers)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    amz_date = lowered.get("x-amz-date", "")
+    if fields is None or (fields["region"], fields["service"]) != (region, service) or amz_date[:8] != fields["date"]:
+        return False
+    if "x-amz-content-sha256" in lowered and lowered["x-amz-content-sha256"] != hashlib.sha256(body).hexdigest():
+        return False
+    names = fields["signed"].split(";")
+    if "host" not in names or any(name not in lowered for name in names):
+        return False
+    request = AWSRequest(method=method, url=url, headers={n: lowered[n] for n in names}, data=body)
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(fields["access_key"], secret_key), service, region)
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    return hmac.compare_digest(expected, fields["signature"])
+
+
+def request_url(request: Request) -> str:
+    """The URL a loopback server was asked for, as the client sent it (host header, raw path and raw query)."""
+    return f"http://{request.headers['host']}{request.path}" + (f"?{request.raw_query}" if request.raw_query else "")
+
+
+def sigv4_route(
+    keys: dict[str, str], region: str, service: str, reply: Reply, tokens: Optional[dict[str, str]] = None,
+    max_skew: float = 300.0,
+) -> Route:
+    """A FakeAPI route answering `reply` only to requests signed with one of `keys` (access key → secret key), within
+    `max_skew` of now, and (for keys in `tokens`) carrying that session token; otherwise 403 as AWS does."""
+
+    def route(request: Request) -> Reply:
+        fields = sigv4_fields(request.headers)
+        if fields is None or fields["access_key"] not in keys:
+            return Reply({"message": "The security token included in the request is invalid."}, status=403)
+        if tokens and fields["access_key"] in tokens and request.headers.get("x-amz-security-token") != tokens[fields["access_key"]]:
+            return Reply({"message": "The security token included in the request is invalid."}, status=403)
+        signed_at = datetime.strptime(request.headers.get("x-amz-date", "19700101T000000Z"), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        if abs((datetime.now(timezone.utc) - signed_at).total_seconds()) > max_skew:
+            return Reply({"message": "Signature expired"}, status=403)
+        if not verify_sigv4(request.method, request_url(request), request.headers, request.body, keys[fields["access_key"]], region, service):
+            return Reply({"message": "The request signature we calculated does not match the signature you provided."}, status=403)
+        return reply
+
+    return route
+
+
+@dataclass
+class LoopbackSTS:
+    """AWS STS AssumeRole on loopback: checks the caller's SigV4 (service `sts`) with `base_keys`, then issues fresh
+    temporary keys valid `duration` seconds; `issued` maps each temporary access key to (secret key, session token)."""
+
+    base_keys: dict[str, str]
+    region: str
+    role_arn: str
+    duration: float = 3600.0
+    issued: dict[str, tuple[str, str]] = field(default_factory=dict)
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def route(self, request: Request) -> Reply:
+        """The STS endpoint."""
+        with self.lock:
+            self.calls += 1
+        deny = sigv4_route(self.base_keys, self.region, "sts", Reply(b""))(request)
+        if deny.status != 200:
+            return Reply(_sts_error("InvalidClientTokenId", "The security token included in the request is invalid."), status=403, headers=_XML)
+        form = dict(parse_qsl(request.body.decode()))
+        if form.get("Action") != "AssumeRole" or form.get("RoleArn") != self.role_arn:
+            return Reply(_sts_error("AccessDenied", "not authorized to perform: sts:AssumeRole"), status=403, headers=_XML)
+        access, secret, token = "ASIA" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30), secrets.token_urlsafe(60)
+        with self.lock:
+            self.issued[access] = (secret, token)
+        expiration = (datetime.now(timezone.utc) + timedelta(seconds=self.duration)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Reply(
+            f'<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials>'
+            f"<AccessKeyId>{access}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken><Expiration>{expiration}</Expiration></Credentials>"
+            f"</AssumeRoleResult></AssumeRoleResponse>",
+            headers=_XML,
+        )
+
+    def temporary_keys(self) -> dict[str, str]:
+        """Temporary access key → secret key, for `sigv4_route`."""
+        return {access: secret for access, (secret, _) in self.issued.items()}
+
+    def temporary_tokens(self) -> dict[str, str]:
+        """Temporary access key → session token, for `sigv4_route`."""
+        return {access: token for access, (_, token) in self.issued.items()}
+
+
+_XML = {"Content-Type": "text/xml"}
+
+
+def _sts_error(code: str, message: str) -> str:
+    return f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# OAuth2 client credentials — a token endpoint that checks the client and issues tokens
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IssuedToken:
+    """A token the server issued, and until when (server clock) it is valid."""
+
+    value: str
+    expires_at: float
+    issued_at: float
+
+
+class OAuth2TokenServer:
+    """An OAuth2 token endpoint (RFC 6749 §4.4) on loopback: checks the client credentials (basic header or form, as
+    `client_auth` allows), issues a new random token valid `expires_in` seconds on each request, and counts requests.
+    `bearer_route` makes a loopback API that accepts only its live tokens."""
+
+    def __init__(self, client_id: str, client_secret: str, expires_in: Optional[float] = 3600, client_auth: str = "any") -> None:
+        self.client_id, self.client_secret, self.expires_in, self.client_auth = client_id, client_secret, expires_in, client_auth
+        self.api = FakeAPI()
+        self.api.routes["/token"] = self._token
+        self.answer: Optional[Reply] = None  # set to override every answer (failures, hostile bodies)
+        self.issued: list[IssuedToken] = []
+        self.forms: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint."""
+        return self.api.url("/token")
+
+    @property
+    def requests(self) -> int:
+        """How many token requests arrived."""
+        return len(self.api.requests)
+
+    def start(self) -> "OAuth2TokenServer":
+        """Serve on a background thread."""
+        self.api.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.api.close()
+
+    def _client(self, request: Request, form: dict[str, str]) -> Optional[tuple[str, str]]:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Basic ") and self.client_auth in ("any", "header"):
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            return unquote_plus(user), unquote_plus(password)
+        if "client_id" in form and self.client_auth in ("any", "params"):
+            return form["client_id"], form.get("client_secret", "")
+        return None
+
+    def _token(self, request: Request) -> Reply:
+        form = dict(parse_qsl(request.body.decode()))
+        with self.lock:
+            self.forms.append(form)
+        if self.answer is not None:
+            return self.answer
+        if form.get("grant_type") != "client_credentials":
+            return Reply({"error": "unsupported_grant_type"}, status=400)
+        if self._client(request, form) != (self.client_id, self.client_secret):
+            return Reply({"error": "invalid_client", "error_description": "client authentication failed"}, status=401)
+        now = time.monotonic()
+        token = IssuedToken("at-" + secrets.token_urlsafe(24), now + (self.expires_in or float("inf")), now)
+        with self.lock:
+            self.issued.append(token)
+        body = {"access_token": token.value, "token_type": "Bearer"}
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        return Reply(body)
+
+    def accepts(self, authorization: str) -> bool:
+        """Whether `authorization` is `Bearer <a token this server issued that has not expired>`."""
+        scheme, _, value = authorization.partition(" ")
+        now = time.monotonic()
+        return scheme == "Bearer" and any(t.value == value and now < t.expires_at for t in self.issued)
+
+    def bearer_route(self, reply: Reply) -> Route:
+        """A FakeAPI route answering `reply` to requests with a live token, 401 otherwise."""
+
+        def route(request: Request) -> Reply:
+            if not self.accepts(request.headers.get("authorization", "")):
+                return Reply({"error": "invalid_token"}, status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return reply
+
+        return route
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Loopback servers
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -300,8 +525,6 @@ class VerifyingRoute:
         self.verdicts: list[Verdict] = []
 
     def __call__(self, request):  # type: ignore[no-untyped-def]
-        from fakeapi import Reply
-
         verdict = self.verify(Received.of(request))
         self.verdicts.append(verdict)
         return self.reply if verdict else Reply({"error": verdict.reason}, status=403)

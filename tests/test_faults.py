@@ -39,7 +39,10 @@ from exporter.server import MetricsServer, create_app
 
 from conftest import require_tool
 from fakeapi import FakeAPI, Reply, wait_until
-from signatures import VerifyingRoute, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu, verify_huawei, verify_volcengine
+from signatures import (
+    LoopbackSTS, OAuth2TokenServer, VerifyingRoute, sigv4_fields, sigv4_route, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu,
+    verify_huawei, verify_volcengine,
+)
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).parent.parent
@@ -815,6 +818,9 @@ SECRETS = {
     "value under headers:": "header-value-2a9f-SECRET",
     "page token from the API": "page-token-71bd-SECRET",
     "cursor in a rel=next link": "link-cursor-e5c3-SECRET",
+    "OAuth2 client secret": "oauth2-client-9e4b-SECRET",
+    "AWS secret key": "aws-secret-key-27fd-SECRET",
+    "AWS session token": "aws-session-token-c3a9-SECRET",
 }
 
 
@@ -877,6 +883,23 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     api.routes["/volcengine"] = VerifyingRoute(
         lambda r: verify_volcengine(r, volcengine["access_key_id"], volcengine["secret_access_key"], "cn-beijing", "ml_platform"), Reply(pods_doc("a")))
     api.routes["/baidu"] = VerifyingRoute(lambda r: verify_baidu(r, baidu["access_key_id"], "the-key-the-api-expects"), Reply(pods_doc("a")))
+    # OAuth2: a token endpoint issuing tokens to the planted client secret; an API that echoes the token into a value;
+    # a hostile token endpoint that quotes the credentials it got (basic header, then form) in its error.
+    token_server = OAuth2TokenServer("bridge", s["OAuth2 client secret"]).start()
+    oauth2 = {"oauth2": {"client_id": "bridge", "client_secret": s["OAuth2 client secret"], "token_url": token_server.token_url}}
+    api.routes["/oauth2"] = token_server.bearer_route(Reply(pods_doc("a")))
+    api.routes["/oauth2-echo"] = lambda r: Reply({"items": [{"ns": "i", "name": "a", "cpu": r.headers["authorization"][7:], "restarts": 0}]})
+    api.routes["/token-echo"] = lambda r: Reply({"error": "invalid_client", "error_description": f"{r.headers.get('authorization')} {r.body.decode()}"}, status=401)
+    hostile_token = {"oauth2": {**oauth2["oauth2"], "token_url": api.url("/token-echo")}}
+    # SigV4: keys with a session token, a role assumed through a loopback STS, and an API that echoes the signature.
+    aws = {"region": "eu-west-1", "service": "monitoring", "access_key": "AKIAPLANTED", "secret_key": s["AWS secret key"],
+           "session_token": s["AWS session token"]}
+    sts = LoopbackSTS({"AKIAPLANTED": s["AWS secret key"]}, "eu-west-1", "arn:aws:iam::123456789012:role/reader")
+    api.routes["/sts"] = sts.route
+    api.routes["/sigv4"] = sigv4_route({"AKIAPLANTED": s["AWS secret key"]}, "eu-west-1", "monitoring", Reply(pods_doc("a")))
+    api.routes["/sigv4-role"] = lambda r: sigv4_route(sts.temporary_keys(), "eu-west-1", "monitoring", Reply(pods_doc("a")), sts.temporary_tokens())(r)
+    api.routes["/sigv4-echo"] = lambda r: Reply({"items": [{"ns": "i", "name": "a", "cpu": sigv4_fields(r.headers)["signature"], "restarts": 0}]})
+    role = {**aws, "role_arn": sts.role_arn, "sts_endpoint": api.url("/sts")}
     targets = [
         target("alibaba-v3-ok", api.url("/alibaba-v3"), method="POST", body={"Namespace": "acs_pai_eas"}, auth={"alibaba": alibaba}),
         target("alibaba-rpc-ok", api.url("/alibaba-rpc"), params={"Namespace": "acs_pai_eas"}, auth={"alibaba": {**alibaba, "signature": "rpc"}}),
@@ -896,6 +919,12 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
                safe_headers=["Accept"]),
         target("token-echo", api.url("/echo-token"), pagination={"type": "next_token", "next_token_path": "next", "token_param": "page"}),
         target("bad-link", api.url("/bad-link"), pagination={"type": "link_header"}),
+        target("oauth2-ok", api.url("/oauth2"), auth=oauth2),
+        target("oauth2-echo", api.url("/oauth2-echo"), auth=oauth2),
+        target("oauth2-hostile-token-endpoint", api.url("/oauth2"), auth=hostile_token),
+        target("sigv4-ok", api.url("/sigv4"), auth={"sigv4": aws}, method="POST", body={"Namespace": "AWS/SageMaker"}),
+        target("sigv4-role", api.url("/sigv4-role"), auth={"sigv4": role}),
+        target("sigv4-echo", api.url("/sigv4-echo"), auth={"sigv4": aws}),
     ]
     path = tmp_path / "config.yaml"
     path.write_text(config_text(*targets))
@@ -912,7 +941,9 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
                             "baidu-denied": False, "alibaba-refused": False,
                             "bearer-ok": True, "basic-ok": True, "userinfo-ok": True, "apikey-denied": False,
                             "refused": False, "unresolvable": False, "echo": False, "html": False,
-                            "header-echo": False, "token-echo": False, "bad-link": False}
+                            "header-echo": False, "token-echo": False, "bad-link": False,
+                            "oauth2-ok": True, "oauth2-echo": False, "oauth2-hostile-token-endpoint": False,
+                            "sigv4-ok": True, "sigv4-role": True, "sigv4-echo": False}
         for name, poller in bridge.pollers.items():
             outputs[f"status.last_error of {name}"] = poller.status.last_error
         outputs["/"] = requests.get(url + "/", timeout=10).text
@@ -950,13 +981,15 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
         captured = capsys.readouterr()
         outputs[f"check of the {name} config"] = captured.out + captured.err
     path.write_text(config_text(*targets))
-    for name in ("refused", "echo", "alibaba-rpc-ok", "baidu-denied", "header-echo", "token-echo", "bad-link"):
+    for name in ("refused", "echo", "alibaba-rpc-ok", "baidu-denied", "header-echo", "token-echo", "bad-link", "oauth2-echo",
+                 "oauth2-hostile-token-endpoint", "sigv4-echo"):
         cli.main(["try", "--config", str(path), "--target", name])
         captured = capsys.readouterr()
         outputs[f"try --target {name}"] = captured.out + captured.err
     for handler in logging.getLogger().handlers:
         handler.flush()
     outputs["log file (DEBUG)"] = log_file.read_text()
+    token_server.close()
 
     # The signatures the APIs received are secret too (a replay within the window would pass).
     signed_paths = ("/alibaba-v3", "/alibaba-rpc", "/huawei", "/volcengine", "/baidu")
@@ -966,6 +999,11 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     ]
     assert {path for path, _ in signatures} == set(signed_paths) and all(len(value) >= 20 for _, value in signatures)
     planted = {**s, **{f"signature {i} sent to {path}": value for i, (path, value) in enumerate(signatures)}}
+    # Credentials obtained or made at run time: every token issued, every assumed role's keys, every SigV4 signature sent.
+    planted.update({f"OAuth2 token {i}": t.value for i, t in enumerate(token_server.issued)})
+    planted.update({f"assumed-role {kind} {i}": v for i, keys in enumerate(sts.issued.values()) for kind, v in zip(("secret key", "token"), keys)})
+    planted.update({f"SigV4 signature {i}": f["signature"] for i, f in enumerate(filter(None, (sigv4_fields(r.headers) for r in api.requests)))})
+    assert len(token_server.issued) >= 3 and len(sts.issued) >= 2
     leaks = [f"{what} in {where}" for where, text in outputs.items() for what, secret in planted.items() if secret in text]
     assert leaks == []
     assert [where for where, text in outputs.items() if "Signature=" in text or "bce-auth-v1/" in text] == []
@@ -986,3 +1024,6 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     assert "not a Kubernetes quantity: '<redacted>'" in outputs["status.last_error of token-echo"]
     assert outputs["status.last_error of bad-link"] == "cannot connect: Failed to parse: http://127.0.0.1:99999/m?cursor=<redacted>"
     assert "fetch failed (connection): cannot connect: Failed to parse" in outputs["try --target bad-link"]
+    assert "mapping failed" in outputs["try --target oauth2-echo"] and "mapping failed" in outputs["try --target sigv4-echo"]
+    assert "poll of oauth2-hostile-token-endpoint failed: reason=auth: token request failed: HTTP 401 (invalid_client None grant_type=client_credentials&client_id=bridge&client_secret=<redacted>)" in outputs["log file (DEBUG)"]
+    assert "poll of sigv4-echo failed: reason=mapping" in outputs["log file (DEBUG)"]
