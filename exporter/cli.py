@@ -19,6 +19,7 @@ from .collector import render_exposition
 from .config import Config, ConfigError, load_config, parse_config
 from .logsetup import configure_logging
 from .mapping import MappingError
+from .memory import limit_arenas
 from .server import MetricsServer, create_app, parse_listen
 from .webconfig import Authenticator, load_web_config
 
@@ -166,6 +167,7 @@ def serve_bridge(
 
     Call from the main thread with `block_lifecycle_signals()` done before any thread started (`main` does).
     """
+    limit_arenas(2)  # what MALLOC_ARENA_MAX=2 does in the image, for `run` started any other way
     listen, grace = args.listen, args.shutdown_grace
     host, port = parse_listen(listen)
     ssl_context = None

@@ -111,7 +111,10 @@ class Poller:
                 if self.verdict is not None:
                     self.verdict.check(document)
                 self.mapper.map(document, result, deadline)
+            pages = len(fetched.documents)
+            fetched.documents.clear()  # the parsed response is not needed to render: free it before, not after
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
+            result.families.clear()  # rendered: only the counts are needed now
         except Exception as error:  # a bug must cost one poll, not the job
             reason, message = describe_failure(error, self.client.redactor)
             if reason == "internal":
@@ -130,7 +133,7 @@ class Poller:
                 self._failed(reason, message, started_wall, duration)
             else:
                 self.publish(snapshot)
-                self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, len(fetched.documents))
+                self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, pages)
             self.settled = self.status
             self.attempted.set()
         return not reason

@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Optional
 
 from .exposition import DeflatedChunk, FamilyHeader, render_samples
 from .mapping import MapResult
+from .memory import trim
 
 __all__ = ["Snapshot", "SnapshotStore"]
+
+
+class _Segments:
+    """A snapshot's families as gzip segments, compressed once, by whichever comes first: the background compressor
+    (right after publishing) or a gzip scrape (which then waits for it rather than compressing twice)."""
+
+    __slots__ = ("_families", "_lock", "_chunks")
+
+    def __init__(self, families: tuple[tuple[FamilyHeader, bytes], ...]) -> None:
+        self._families = families
+        self._lock = threading.Lock()
+        self._chunks: Optional[tuple[DeflatedChunk, ...]] = None
+
+    def get(self) -> tuple[DeflatedChunk, ...]:
+        """The segments, compressing them now if nobody has."""
+        chunks = self._chunks
+        if chunks is None:
+            with self._lock:
+                chunks = self._chunks
+                if chunks is None:
+                    chunks = self._chunks = tuple(DeflatedChunk.compress(lines) for _, lines in self._families)
+        return chunks
+
+    @property
+    def ready(self) -> bool:
+        """Whether the segments have been compressed."""
+        return self._chunks is not None
 
 
 @dataclass(frozen=True)
@@ -18,7 +47,10 @@ class Snapshot:
     """One target's series from one successful poll: per metric, its header and its pre-rendered sample lines.
 
     `deflated` holds the same lines compressed once as gzip segments (one per family, in order), so that a gzip scrape
-    only concatenates them; a snapshot built without them is compressed at scrape time instead.
+    only concatenates them. They are compressed off the poll's critical path: `SnapshotStore.publish` hands the
+    snapshot to a background thread (zlib releases the GIL, so that runs beside the next poll's mapping), and a gzip
+    scrape that comes first compresses them itself, once. Measured at 200k series (bench/): compression was 13 % of
+    poll-to-publish.
     """
 
     target: str
@@ -26,11 +58,15 @@ class Snapshot:
     series: int
     published: float
     stale_after: float
-    deflated: tuple[DeflatedChunk, ...] = ()
+    _segments: Optional[_Segments] = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._segments is None:
+            object.__setattr__(self, "_segments", _Segments(self.families))
 
     @classmethod
     def build(cls, target: str, result: MapResult, headers: Mapping[str, FamilyHeader], stale_after: float) -> "Snapshot":
-        """Render a poll's samples to bytes and compress them, metric by metric, skipping metrics with no samples."""
+        """Render a poll's samples to bytes, metric by metric, skipping metrics with no samples."""
         def header(name: str) -> FamilyHeader:
             if name in headers:
                 return headers[name]
@@ -40,18 +76,51 @@ class Snapshot:
         families = tuple(
             (header(name), render_samples(name, series)) for name, series in sorted(result.families.items()) if series
         )
-        deflated = tuple(DeflatedChunk.compress(lines) for _, lines in families)
-        return cls(target, families, result.series, time.monotonic(), stale_after, deflated)
+        return cls(target, families, result.series, time.monotonic(), stale_after)
+
+    @property
+    def deflated(self) -> tuple[DeflatedChunk, ...]:
+        """Every family's lines as a gzip segment, in order (compressed now if the background has not yet)."""
+        return self._segments.get()  # type: ignore[union-attr]
 
     def family_deflated(self, index: int) -> DeflatedChunk:
         """The lines of `families[index]` as a gzip segment."""
-        if index < len(self.deflated):
-            return self.deflated[index]
-        return DeflatedChunk.compress(self.families[index][1])
+        return self.deflated[index]
 
     def is_stale(self, now: float) -> bool:
         """Whether the snapshot is older than its target's stale_after."""
         return now - self.published > self.stale_after
+
+
+class _Compressor:
+    """One daemon thread that compresses each published snapshot once, in the background."""
+
+    def __init__(self) -> None:
+        self._queue: "queue.SimpleQueue[Snapshot]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, snapshot: Snapshot) -> None:
+        """Compress `snapshot` soon, on the compressor thread."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="snapshot-compressor", daemon=True)
+                    self._thread.start()
+        self._queue.put(snapshot)
+
+    def _run(self) -> None:
+        while True:
+            snapshot = self._queue.get()
+            snapshot.deflated  # noqa: B018 — compresses once; a scrape may have done it already
+            large = snapshot.series >= TRIM_AFTER_SERIES
+            del snapshot
+            if large and self._queue.empty():
+                trim()  # the poll that built it freed its parsed document and samples: give those pages back
+
+
+TRIM_AFTER_SERIES = 20_000  # trimming costs a few ms; after small polls there is little to give back
+COMPRESSOR = _Compressor()
 
 
 class SnapshotStore:
@@ -71,6 +140,7 @@ class SnapshotStore:
             snapshots = dict(self._snapshots)
             snapshots[snapshot.target] = snapshot
             self._snapshots = snapshots
+        COMPRESSOR.submit(snapshot)
 
     def drop(self, target: str) -> bool:
         """Forget one target's snapshot; return whether there was one."""

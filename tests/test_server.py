@@ -15,7 +15,7 @@ from exporter.server import MetricsServer, create_app, parse_listen
 from exporter.webconfig import Authenticator, load_web_config
 
 from conftest import require_module
-from fakeapi import Reply
+from fakeapi import Reply, wait_until
 from test_bridge import pods, pods_config, sample_value
 
 
@@ -228,12 +228,14 @@ def test_reloads_good_and_bad_never_leave_a_gap_for_concurrent_scrapers(api, tmp
     assert sorted(bridge.pollers) == ["more4", "pods"]
 
 
-def test_a_gzip_scrape_sends_the_segments_compressed_at_poll_time_and_compresses_only_the_self_metrics(api, run_bridge, monkeypatch):
+def test_a_gzip_scrape_sends_the_segments_compressed_after_the_poll_and_compresses_only_the_self_metrics(api, run_bridge, monkeypatch):
     from exporter import exposition
 
     api.routes["/pods"] = Reply(pods(*[f"p{i}" for i in range(300)]))
     running = run_bridge(pods_config(api), schedule=False)
     running.bridge.poll_now("pods")
+    snapshot = running.bridge.store.current()["pods"]
+    wait_until(lambda: snapshot._segments.ready)  # compressed in the background right after publishing
     compressed: list[bytes] = []
     original = exposition.DeflatedChunk.compress.__func__
 

@@ -6,6 +6,8 @@ from exporter.exposition import FamilyHeader
 from exporter.mapping import MapResult
 from exporter.store import Snapshot, SnapshotStore
 
+from fakeapi import wait_until
+
 HEADERS = {"m": FamilyHeader.build("m", "gauge", "M."), "empty": FamilyHeader.build("empty", "gauge", "")}
 
 
@@ -45,12 +47,21 @@ def test_a_snapshot_is_stale_only_after_its_stale_after():
     assert snap.is_stale(snap.published + 10.1)
 
 
-def test_a_snapshot_keeps_each_familys_lines_as_a_gzip_segment_or_compresses_them_when_asked():
+def test_a_snapshot_compresses_each_familys_lines_once_into_a_gzip_segment_when_first_asked():
     import zlib
 
     snap = snapshot("a", 2.5)
     (lines,) = [lines for _, lines in snap.families]
+    assert not snap._segments.ready  # building a snapshot compresses nothing: that is off the poll's path
     assert len(snap.deflated) == 1 and snap.family_deflated(0) is snap.deflated[0]
     assert zlib.decompressobj(wbits=-15).decompress(snap.deflated[0].data) == lines
-    bare = Snapshot(snap.target, snap.families, snap.series, snap.published, snap.stale_after)
-    assert bare.deflated == () and zlib.decompressobj(wbits=-15).decompress(bare.family_deflated(0).data) == lines
+    assert snap.deflated is snap.deflated  # once, not per scrape
+
+
+def test_publishing_a_snapshot_has_it_compressed_in_the_background():
+    store = SnapshotStore()
+    snap = snapshot("a", 1.0)
+    store.publish(snap)
+    assert wait_until(lambda: snap._segments.ready)
+
+
