@@ -482,6 +482,15 @@ def bridge_health() -> dashboard.Dashboard:
                           "header has one-second resolution, so values within ±1 s are noise.", Unit.SECONDS,
                           Query(f"max by (target) ({t('metrics_bridge_api_clock_skew_seconds')})", "{{target}}"),
                           min_value=None))
+        .with_row(dashboard.Row("Discovery"))
+        .with_panel(graph("Discovered items", "Items in each discovery target's last list: one request per item "
+                          "per poll.", Unit.COUNT,
+                          Query(f"max by (target) ({t('metrics_bridge_discovered_items')})", "{{target}}")))
+        .with_panel(graph("Discovered item failures", "Items per rate interval that gave no samples, by reason; "
+                          "their series are missing until they succeed again, while the target stays up.",
+                          Unit.COUNT,
+                          Query(f"sum by (target, reason) (increase({t('metrics_bridge_discovery_item_failures_total')}"
+                                f"[{RATE}]))", "{{target}} {{reason}}")))
     )
 
 

@@ -131,6 +131,7 @@ class Bridge:
             self.metrics.series.labels(name).set(served.series if served is not None else 0)
         else:
             self.metrics.add_target(name)
+        poller.install_metrics()
         self.pollers = {**self.pollers, name: poller}
         if self._scheduling:
             self._schedule(poller.target)

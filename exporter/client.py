@@ -14,6 +14,7 @@ Embedding example (the classic `get_metrics(metric_type=None, pod_name=None, con
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import random
@@ -21,6 +22,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Optional, Union
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit, urlunsplit
@@ -34,9 +36,11 @@ from requests.utils import get_auth_from_url, requote_uri
 
 from . import __version__
 from .auth import AuthFailure, auth_secrets, build_auth, within_deadline
-from .config import Target
+from .config import Pagination, Target
 from .deadline import WATCHDOG, DeadlineAdapter
 from .paths import Getter, PathError, compile_path
+from .request import Request, RequestTemplate
+from .templating import TemplateFailure, WindowTracker, poll_context
 
 __all__ = ["FetchError", "FetchResult", "TargetClient", "Redactor", "REASONS"]
 
@@ -116,14 +120,22 @@ class Redactor:
         for name in self.secret_params:
             values.append(str(self.target.params[name]))
         values += [self.target.headers[name] for name in self.secret_headers]
-        values += self.poll_secrets
-        parts = urlsplit(self.target.url)
-        if parts.password:
-            values.append(parts.password)
-            values.append(base64.b64encode(f"{parts.username or ''}:{parts.password}".encode()).decode())
-        for name, value in parse_qsl(parts.query):
-            if name in self.target.secret_params or _SECRET_PARAM.search(name):
-                values.append(value)
+        values += list(self.poll_secrets)  # a copy: a discovery fan-out adds to it from several threads
+        urls = [self.target.url]
+        discovery = self.target.discovery
+        if discovery is not None:  # the list is a second request of the same target, with secrets of its own
+            values += [str(v) for k, v in discovery.params.items() if k in self.target.secret_params or _SECRET_PARAM.search(k)]
+            safe = {name.lower() for name in self.target.safe_headers}
+            values += [v for k, v in discovery.headers.items() if k.lower() not in safe]
+            urls.append(discovery.url)
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.password:
+                values.append(parts.password)
+                values.append(base64.b64encode(f"{parts.username or ''}:{parts.password}".encode()).decode())
+            for name, value in parse_qsl(parts.query):
+                if name in self.target.secret_params or _SECRET_PARAM.search(name):
+                    values.append(value)
         forms = set()
         for value in values:
             if len(value) >= 3:
@@ -191,6 +203,44 @@ def _pagination_path(expression: str) -> Getter:
     return read
 
 
+@dataclass(frozen=True)
+class _PagePaths:
+    """A pagination block's paths, compiled."""
+
+    next_token: Optional[Getter]
+    total_pages: Optional[Getter]
+    total_items: Optional[Getter]
+    items: Optional[Getter]
+
+
+@functools.lru_cache(maxsize=256)
+def _page_paths(pagination: Pagination) -> _PagePaths:
+    def path(expression: Optional[str]) -> Optional[Getter]:
+        return _pagination_path(expression) if expression else None
+
+    return _PagePaths(
+        path(pagination.next_token_path), path(pagination.total_pages_path), path(pagination.total_items_path),
+        path(pagination.items_path),
+    )
+
+
+def _has_more(pagination: Pagination, paths: _PagePaths, document: Any, response: requests.Response, items_seen: int, pages: int) -> bool:
+    """Whether the API says another page follows the one just fetched."""
+    if pagination.type == "next_token":
+        return paths.next_token(document) not in (None, "", 0)  # type: ignore[misc]
+    if pagination.type == "link_header":
+        return bool(response.links.get("next"))
+    items = paths.items(document) if paths.items else None
+    if isinstance(items, list) and not items:
+        return False
+    try:
+        if paths.total_pages is not None:
+            return pages < int(paths.total_pages(document))
+        return items_seen < int(paths.total_items(document))  # type: ignore[misc]
+    except (TypeError, ValueError):
+        return False
+
+
 def _retry_after(response: requests.Response) -> Optional[float]:
     header = response.headers.get("Retry-After")
     if not header:
@@ -228,8 +278,10 @@ class TargetClient:
         self.target = target
         self.stop = stop or threading.Event()
         self.session = requests.Session()
-        self.session.mount("http://", DeadlineAdapter(max_retries=0, pool_maxsize=2))
-        self.session.mount("https://", DeadlineAdapter(max_retries=0, pool_maxsize=2))
+        # A discovery fan-out sends `concurrency` requests at once; each keeps its connection for the next poll.
+        pool = max(2, target.discovery.concurrency) if target.discovery is not None else 2
+        self.session.mount("http://", DeadlineAdapter(max_retries=0, pool_maxsize=pool))
+        self.session.mount("https://", DeadlineAdapter(max_retries=0, pool_maxsize=pool))
         self.session.trust_env = False
         self.session.headers["User-Agent"] = f"metrics-bridge/{__version__}"
         self.session.headers["Accept"] = "application/json"
@@ -238,11 +290,7 @@ class TargetClient:
         self.cert: Any = (tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file else tls.cert_file
         self.auth = build_auth(target.auth, self.verify, self.cert)
         self.redactor = Redactor(target, self.auth)
-        pagination = target.pagination
-        self._next_token = _pagination_path(pagination.next_token_path) if pagination and pagination.next_token_path else None
-        self._total_pages = _pagination_path(pagination.total_pages_path) if pagination and pagination.total_pages_path else None
-        self._total_items = _pagination_path(pagination.total_items_path) if pagination and pagination.total_items_path else None
-        self._items = _pagination_path(pagination.items_path) if pagination and pagination.items_path else None
+        self._template: Optional[RequestTemplate] = None
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -257,47 +305,75 @@ class TargetClient:
         extra = {k: v for k, v in (("metric_type", metric_type), ("pod_name", pod_name), ("container_name", container_name)) if v is not None}
         return self.fetch(extra_params=extra, paginate=False).documents[0]
 
-    def fetch(self, extra_params: Optional[dict[str, Any]] = None, paginate: bool = True) -> FetchResult:
-        """Fetch every page within the target's timeout; raise FetchError with a reason on any failure.
+    def fetch(
+        self,
+        extra_params: Optional[dict[str, Any]] = None,
+        paginate: bool = True,
+        request: Optional[Request] = None,
+        deadline: Optional[float] = None,
+        new_poll: bool = True,
+    ) -> FetchResult:
+        """Fetch every page of one request before the deadline; raise FetchError with a reason on any failure.
 
+        `request` is the concrete request (the poller renders it from the target's templates at each poll); without
+        it, the target's own request with its templates rendered for now, as on a first poll. `deadline` is a
+        `time.monotonic()` value, by default the target's timeout from now. `new_poll=False`: another request of the
+        poll in progress (a discovered item), which keeps the poll's page tokens redacted.
         This is where every FetchError's message is redacted, whichever step raised it.
         """
-        deadline = time.monotonic() + self.target.timeout
-        self.redactor.poll_secrets.clear()
+        if deadline is None:
+            deadline = time.monotonic() + self.target.timeout
+        if new_poll:
+            self.redactor.poll_secrets.clear()
         try:
+            if request is None:
+                request = self._default_request()
             with WATCHDOG.watch(deadline):
-                return self._fetch(deadline, extra_params, paginate)
+                return self._fetch(request, deadline, extra_params, paginate)
         except FetchError as error:
             error.args = (self.redactor.redact(str(error)),)
             raise
 
-    def _fetch(self, deadline: float, extra_params: Optional[dict[str, Any]], paginate: bool) -> FetchResult:
-        """Every page of one poll, all under one byte cap and one deadline."""
-        target = self.target
+    def _default_request(self) -> Request:
+        """The target's own request, its templates (if any) rendered for now with a first poll's window."""
+        if self._template is None:
+            self._template = RequestTemplate(self.target)
+        if self._template.static:
+            return self._template.render({})
+        now = datetime.now(timezone.utc)
+        window = WindowTracker(*self.target.window_lengths).next(now)
+        try:
+            return self._template.render(poll_context(now, window))
+        except TemplateFailure as exc:
+            raise FetchError("mapping", f"request template: {exc}") from None
+
+    def _fetch(self, request: Request, deadline: float, extra_params: Optional[dict[str, Any]], paginate: bool) -> FetchResult:
+        """Every page of one request, all under one byte cap and one deadline."""
         result = FetchResult()
-        params: dict[str, Any] = {**target.params, **(extra_params or {})}
-        body = target.body
-        url = target.url
+        params: dict[str, Any] = {**request.params, **(extra_params or {})}
+        body = request.body
+        url = request.url
         origin = _origin(url)  # credentials go to this origin only, whatever a redirect or a rel=next link says
-        pagination = target.pagination if paginate else None
+        pagination = request.pagination if paginate else None
+        paths = _page_paths(pagination) if pagination else None
         seen: set[str] = set()
         items_seen = 0
         page = pagination.first_page if pagination else 0
         while True:
             if pagination and pagination.type == "page_number":
                 params[pagination.page_param] = page
-            document, response = self._request(url, params, body, deadline, result, origin)
+            document, response = self._request(request, url, params, body, deadline, result, origin)
             result.documents.append(document)
             if pagination is None:
                 return result
             if pagination.type == "page_number":
-                items = self._items(document) if self._items else None
+                items = paths.items(document) if paths.items else None  # type: ignore[union-attr]
                 items_seen += len(items) if isinstance(items, list) else 0
-            more = self._has_more(pagination, document, response, items_seen, len(result.documents))
+            more = _has_more(pagination, paths, document, response, items_seen, len(result.documents))  # type: ignore[arg-type]
             if more and len(result.documents) >= pagination.max_pages:
                 raise FetchError("pagination", f"more than max_pages ({pagination.max_pages}) pages")
             if pagination.type == "next_token":
-                token = self._next_token(document) if self._next_token else None  # type: ignore[misc]
+                token = paths.next_token(document) if paths.next_token else None  # type: ignore[union-attr]
                 if token in (None, "", 0):
                     return result
                 token = str(token)
@@ -328,24 +404,8 @@ class TargetClient:
                 seen.add(url)
                 params = {}
 
-    def _has_more(self, pagination: Any, document: Any, response: requests.Response, items_seen: int, pages: int) -> bool:
-        """Whether the API says another page follows the one just fetched."""
-        if pagination.type == "next_token":
-            return self._next_token(document) not in (None, "", 0)  # type: ignore[misc]
-        if pagination.type == "link_header":
-            return bool(response.links.get("next"))
-        items = self._items(document) if self._items else None
-        if isinstance(items, list) and not items:
-            return False
-        try:
-            if self._total_pages is not None:
-                return pages < int(self._total_pages(document))
-            return items_seen < int(self._total_items(document))  # type: ignore[misc]
-        except (TypeError, ValueError):
-            return False
-
     def _request(
-        self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
+        self, request: Request, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
     ) -> tuple[Any, requests.Response]:
         """One page, with retries on connection errors, 5xx and 429, all inside the deadline."""
         target = self.target
@@ -355,7 +415,7 @@ class TargetClient:
             attempt += 1
             result.attempts += 1
             try:
-                return self._attempt(url, params, body, deadline, result, origin)
+                return self._attempt(request, url, params, body, deadline, result, origin)
             except FetchError as error:
                 retryable = error.reason == "connection" or (
                     error.reason == "http_status" and error.status is not None and (error.status >= 500 or error.status == 429)
@@ -371,12 +431,11 @@ class TargetClient:
                     raise
 
     def _attempt(
-        self, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
+        self, spec: Request, url: str, params: dict[str, Any], body: Any, deadline: float, result: FetchResult, origin: tuple[str, str, int]
     ) -> tuple[Any, requests.Response]:
         """One page: the request and the redirects it leads to, each hop under the byte cap and the deadline."""
         request = requests.Request(
-            self.target.method, url, params=params or None, json=body if self.target.method == "POST" else None,
-            headers=dict(self.target.headers),
+            spec.method, url, params=params or None, json=body if spec.method == "POST" else None, headers=dict(spec.headers),
         )
         for hop in range(1, MAX_REDIRECTS + 1):
             response = self._send(request, deadline, trusted=_origin(request.url) == origin)

@@ -21,11 +21,15 @@ from .paths import PathError, compile_path
 from .regex import Regex, RegexError
 from .relabel import RelabelConfig
 from .verdict import ApiErrorRule
+from .templating import check_tree, sample_context
 
 __all__ = [
     "Config",
     "ConfigError",
     "Target",
+    "HttpRequest",
+    "Discovery",
+    "Window",
     "Mapping",
     "Metric",
     "load_config",
@@ -43,6 +47,7 @@ DEFAULT_SAMPLE_LIMIT = 200_000
 DEFAULT_LABEL_LIMIT = 64
 DEFAULT_LABEL_NAME_LENGTH_LIMIT = 256
 DEFAULT_LABEL_VALUE_LENGTH_LIMIT = 1024
+_TEMPLATE_SPAN = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -336,17 +341,94 @@ class Mapping(Strict):
     _names = field_validator("labels")(_check_label_names)
 
 
-class Target(Strict):
-    """One third-party endpoint and how its responses become metrics."""
+class Window(Strict):
+    """The time window a target's templates see as `window.start` / `window.end` (see exporter/templating.py)."""
 
-    name: str = Field(max_length=128)
+    initial_length: Optional[PositiveSeconds] = None
+    max_lookback: PositiveSeconds = 3600.0
+    align: Optional[PositiveSeconds] = None
+    delay: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "Window":
+        if self.initial_length is not None and self.initial_length > self.max_lookback:
+            raise ValueError(f"initial_length ({self.initial_length:g}s) must not exceed max_lookback ({self.max_lookback:g}s)")
+        return self
+
+
+class HttpRequest(Strict):
+    """What one request sends: shared by a target and its discovery list, each field may hold templates."""
+
     url: str
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, Union[str, int, float, bool]] = {}
-    secret_params: list[str] = []
     headers: dict[str, str] = {}
     safe_headers: list[str] = []
     body: Optional[Any] = None
+    pagination: Optional[Pagination] = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        # A template stands for one URL-safe piece here; what it renders to is checked against a sample at load.
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", _TEMPLATE_SPAN.sub("x", url)):
+            # Shown without user:password@ and the query string, either of which may hold a secret.
+            shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1<redacted>@", url.split("?", 1)[0])
+            raise ValueError(f"must be an http:// or https:// URL, got {shown[:80]!r}")
+        _check_authority(url)
+        return url
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, method: Any) -> Any:
+        return method.upper() if isinstance(method, str) else method
+
+    @model_validator(mode="after")
+    def _body_needs_post(self) -> "HttpRequest":
+        if self.body is not None and self.method != "POST":
+            raise ValueError("a JSON body needs method: POST")
+        return self
+
+    def template_problems(self, where: str, context: dict[str, Any]) -> list[str]:
+        """Every template of this request rendered once against a sample context: `key.path: problem` lines."""
+        return [
+            *check_tree(self.url, f"{where}url", context),
+            *check_tree(self.params, f"{where}params", context),
+            *check_tree(self.headers, f"{where}headers", context),
+            *check_tree(self.body, f"{where}body", context),
+        ]
+
+
+class Discovery(HttpRequest):
+    """A list fetched first; the target's request is then made once per item, with `item.*` in its templates."""
+
+    each: str
+    labels: Labels = {}
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_items: int = Field(default=100, ge=1, le=10000)
+
+    _names = field_validator("labels")(_check_label_names)
+
+    @field_validator("each")
+    @classmethod
+    def _compiles(cls, path: str) -> str:
+        _check_path(path)
+        return path
+
+    @field_validator("labels")
+    @classmethod
+    def _no_key(cls, labels: dict[str, LabelFrom]) -> dict[str, LabelFrom]:
+        keyed = [name for name, spec in labels.items() if spec.key]
+        if keyed:
+            raise ValueError("; ".join(f"{name}: key: true needs a map key, and a discovered item has none (use a path)" for name in keyed))
+        return labels
+
+
+class Target(HttpRequest):
+    """One third-party endpoint and how its responses become metrics."""
+
+    name: str = Field(max_length=128)
+    secret_params: list[str] = []
     auth: Optional[Auth] = None
     tls: TLS = TLS()
     interval: PositiveSeconds = 15.0
@@ -358,7 +440,6 @@ class Target(Strict):
     max_response_bytes: Bytes = 50 * 1024 * 1024
     follow_redirects: bool = True
     skip_bad_values: bool = False
-    pagination: Optional[Pagination] = None
     api_error: Optional[ApiErrorRule] = None
     # Prometheus' scrape limits, per poll (0 = no limit); over one, the poll fails as too_large.
     sample_limit: int = Field(default=DEFAULT_SAMPLE_LIMIT, ge=0)
@@ -366,6 +447,8 @@ class Target(Strict):
     label_name_length_limit: int = Field(default=DEFAULT_LABEL_NAME_LENGTH_LIMIT, ge=0)
     label_value_length_limit: int = Field(default=DEFAULT_LABEL_VALUE_LENGTH_LIMIT, ge=0)
     metric_relabel_configs: list[RelabelConfig] = []
+    window: Window = Window()
+    discovery: Optional[Discovery] = None
     labels: dict[str, str] = {}
     levels: list[str] = []
     mappings: list[Mapping] = Field(min_length=1)
@@ -382,25 +465,8 @@ class Target(Strict):
             raise ValueError(f"{name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
         return name
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
-            # Shown without user:password@ and the query string, either of which may hold a secret.
-            shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1<redacted>@", url.split("?", 1)[0])
-            raise ValueError(f"must be an http:// or https:// URL, got {shown[:80]!r}")
-        _check_authority(url)
-        return url
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, method: Any) -> Any:
-        return method.upper() if isinstance(method, str) else method
-
     @model_validator(mode="after")
     def _consistent(self) -> "Target":
-        if self.body is not None and self.method != "POST":
-            raise ValueError("a JSON body needs method: POST")
         if self.timeout > self.interval:
             raise ValueError(f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)")
         if self.jitter >= self.interval:
@@ -409,8 +475,11 @@ class Target(Strict):
         configured = {name.lower() for name in self.headers}
         problems += [f"safe_headers: {name!r} is not one of headers" for name in self.safe_headers if name.lower() not in configured]
         known_levels = set(LEVEL_LABELS) | set(self.levels)
+        found: dict[str, str] = {n: f"labels.{n}" for n in self.labels}
+        if self.discovery is not None:
+            found.update(_claim(found, self.discovery.labels, "discovery.labels", problems))
         for m_index, mapping in enumerate(self.mappings):
-            sources: dict[str, str] = {n: f"labels.{n}" for n in self.labels}
+            sources = dict(found)
             for s_index, step in enumerate(mapping.each):
                 sources.update(_claim(sources, step.labels, f"mappings[{m_index}].each[{s_index}].labels", problems))
             sources.update(_claim(sources, mapping.labels, f"mappings[{m_index}].labels", problems))
@@ -429,6 +498,10 @@ class Target(Strict):
                 missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in have]
                 if missing and mapping.labels_from is None:  # copied labels are checked per sample instead
                     problems.append(f"{where}: {level}-level metric {metric.name!r} needs label(s) {', '.join(missing)}")
+        initial = self.window_lengths[0]
+        problems += self.template_problems("", sample_context(initial, with_item=self.discovery is not None))
+        if self.discovery is not None:
+            problems += self.discovery.template_problems("discovery.", sample_context(initial))
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -453,6 +526,13 @@ class Target(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def window_lengths(self) -> tuple[float, float, Optional[float], float]:
+        """The window's initial length (default: the interval), max lookback, alignment and delay, in seconds."""
+        w = self.window
+        initial = w.initial_length if w.initial_length is not None else min(self.interval, w.max_lookback)
+        return initial, w.max_lookback, w.align, w.delay
 
     @property
     def effective_stale_after(self) -> float:
@@ -594,7 +674,7 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return text
 
 
-_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
+_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]-]*: ")
 
 
 def _problems(error: ValidationError) -> list[str]:

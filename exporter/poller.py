@@ -10,14 +10,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Optional
 
-from .client import FetchError, Redactor, TargetClient
+from .client import FetchError, FetchResult, Redactor, TargetClient
 from .config import Target
+from .discovery import Discovery, DiscoveryFailed, DiscoveryOutcome
 from .exposition import FamilyHeader
 from .history import PollHistory
-from .mapping import Mapper, MappingError
+from .mapping import Mapper, MappingError, MapResult
+from .request import RequestTemplate
 from .scheduler import delay_since, scheduled_time
 from .selfmetrics import SelfMetrics
 from .store import Snapshot, SnapshotStore
+from .templating import TemplateFailure, WindowTracker, poll_context
 from .verdict import ApiError, verdict_for
 
 __all__ = ["Poller", "PollStatus", "describe_failure"]
@@ -61,6 +64,9 @@ class Poller:
         self.client = TargetClient(target, stop=stop)
         self.mapper = Mapper(target)
         self.verdict = verdict_for(target.api_error)
+        self.request = RequestTemplate(target)
+        self.window = WindowTracker(*target.window_lengths)
+        self.discovery = Discovery(target, self.client, self.mapper, self.verdict) if target.discovery is not None else None
         self.headers = self.family_headers(target)
         self.status = PollStatus()
         self.history = PollHistory()
@@ -79,6 +85,13 @@ class Poller:
         """Make a snapshot visible."""
         self.store.publish(snapshot)
 
+    def install_metrics(self) -> None:
+        """Create (or, for a target that lost its discovery block, remove) the discovery self-metrics at 0."""
+        if self.discovery is not None:
+            self.metrics.add_discovery(self.target.name)
+        else:
+            self.metrics.remove_discovery(self.target.name)
+
     def retire(self) -> None:
         """From now on write nothing: no snapshot, no self-metric, no status (waits for an outcome being recorded)."""
         with self._outcome:
@@ -88,6 +101,7 @@ class Poller:
         """Carry on from a retired poller of the same target: its status, history, readiness and what it serves."""
         self.status = self.settled = old.settled
         self.history = old.history
+        self.window.last_end = old.window.last_end  # a reload neither re-asks nor skips any time
         if old.attempted.is_set():
             self.attempted.set()
 
@@ -99,22 +113,22 @@ class Poller:
         started_wall = time.time()
         start_delay = delay_since(scheduled_time(), datetime.now(timezone.utc))
         self.status = replace(self.settled, last_start=started_wall, last_outcome="running")
+        now = datetime.fromtimestamp(started_wall, timezone.utc)
+        window = self.window.next(now)
         reason = message = ""
         skew: Optional[float] = None
+        items: Optional[DiscoveryOutcome] = None
         try:
-            fetched = self.client.fetch()
+            fetched, result, items = self._collect(poll_context(now, window), started + self.target.timeout)
             if fetched.api_date is not None:
                 skew = fetched.api_date - fetched.received_at
-            result = self.mapper.new_result()
-            deadline = started + self.target.timeout  # the fetch's deadline, which mapping honours too
-            for document in fetched.documents:
-                if self.verdict is not None:
-                    self.verdict.check(document)
-                self.mapper.map(document, result, deadline)
             pages = len(fetched.documents)
             fetched.documents.clear()  # the parsed response is not needed to render: free it before, not after
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
             result.families.clear()  # rendered: only the counts are needed now
+        except DiscoveryFailed as error:
+            items = error.outcome
+            reason, message = describe_failure(error, self.client.redactor)
         except Exception as error:  # a bug must cost one poll, not the job
             reason, message = describe_failure(error, self.client.redactor)
             if reason == "internal":
@@ -129,14 +143,49 @@ class Poller:
             metrics.poll_duration.labels(name).observe(duration)
             if skew is not None:
                 metrics.api_clock_skew.labels(name).set(skew)
+            if items is not None:
+                self._count_items(items)
             if reason:
                 self._failed(reason, message, started_wall, duration)
             else:
                 self.publish(snapshot)
+                self.window.advance(window)  # only a successful poll moves the window on
                 self._succeeded(result, snapshot, started_wall, duration, fetched.bytes, pages)
             self.settled = self.status
             self.attempted.set()
         return not reason
+
+    def _collect(
+        self, context: dict, deadline: float  # type: ignore[type-arg]
+    ) -> tuple[FetchResult, MapResult, Optional[DiscoveryOutcome]]:
+        """Fetch and map this poll's documents: the target's request, or one per discovered item."""
+        if self.discovery is not None:
+            outcome = self.discovery.run(context, deadline)
+            return outcome.fetched, outcome.result, outcome
+        try:
+            request = self.request.render(context)
+        except TemplateFailure as exc:
+            raise FetchError("mapping", self.client.redactor.redact(f"request template: {exc}")) from None
+        fetched = self.client.fetch(request=request, deadline=deadline)
+        result = self.mapper.new_result()
+        for document in fetched.documents:
+            if self.verdict is not None:
+                self.verdict.check(document)
+            self.mapper.map(document, result, deadline)  # mapping honours the fetch's deadline too
+        return fetched, result, None
+
+    def _count_items(self, outcome: DiscoveryOutcome) -> None:
+        """Record how many items the list held and which of them failed (each failure logged)."""
+        name = self.target.name
+        self.metrics.discovered_items.labels(name).set(outcome.items)
+        for failure in outcome.failures:
+            self.metrics.discovery_item_failures.labels(name, failure.reason).inc()
+            shown = ",".join(f"{k}={v!r}" for k, v in failure.labels.items())
+            log.warning(
+                "discovered item %d%s of %s failed: reason=%s: %s",
+                failure.index, f" ({self.client.redactor.redact(shown)})" if shown else "", name, failure.reason,
+                failure.message,
+            )
 
     def _succeeded(self, result, snapshot: Snapshot, started: float, duration: float, size: int, pages: int) -> None:  # type: ignore[no-untyped-def]
         name = self.target.name

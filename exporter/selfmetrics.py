@@ -63,6 +63,14 @@ class SelfMetrics:
             p + "api_clock_skew_seconds", "The API's Date header minus the local clock at the response.", ["target"],
             registry=r,
         )
+        self.discovered_items = Gauge(
+            p + "discovered_items", "Items in the target's last discovery list (targets with discovery only).", ["target"],
+            registry=r,
+        )
+        self.discovery_item_failures = Counter(
+            p + "discovery_item_failures", "Discovered items that gave no samples in a poll, by reason.",
+            ["target", "reason"], registry=r,
+        )
         self.reload_successful = Gauge(
             p + "config_last_reload_successful", "1 if the last configuration reload succeeded, else 0.", registry=r
         )
@@ -91,8 +99,27 @@ class SelfMetrics:
         for reason in DROP_REASONS:
             self.samples_dropped.labels(target, reason)
 
+    def add_discovery(self, target: str) -> None:
+        """Create a discovery target's item series at 0."""
+        self.discovered_items.labels(target).set(0)
+        for reason in FAILURE_REASONS:
+            self.discovery_item_failures.labels(target, reason)
+
+    def remove_discovery(self, target: str) -> None:
+        """Remove the item series of a target that has (no longer) a discovery block."""
+        try:
+            self.discovered_items.remove(target)
+        except KeyError:
+            pass
+        for reason in FAILURE_REASONS:
+            try:
+                self.discovery_item_failures.remove(target, reason)
+            except KeyError:
+                pass
+
     def remove_target(self, target: str) -> None:
         """Remove every per-target child of a target that is no longer configured."""
+        self.remove_discovery(target)
         for metric in (
             self.poll_success, self.poll_duration, self.poll_start_delay, self.last_success, self.target_up,
             self.series, self.poll_skipped, self.duplicate_series, self.api_clock_skew,
