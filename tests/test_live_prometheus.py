@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 DEMO_PODS = 4
 DEMO_TARGETS = {"services", "pods", "containers"}
+DISCOVERY_ONLY = re.compile(r"metrics_bridge_discover")
 JOB = "metrics-bridge"
 # Grafana's $__rate_interval is at least four scrape intervals; with 1 s scrapes, 15 s holds plenty of samples.
 RATE_INTERVAL = "15s"
@@ -222,6 +223,12 @@ def test_every_panel_query_of_every_dashboard_returns_series(stack: Stack) -> No
     def returns_series(expr: str) -> Any:
         return lambda: stack.query(substitute(expr, RATE_INTERVAL))["result"]
 
+    # The demo has no target with discovery:, whose self-metrics exist only for such targets: those panels' queries
+    # must run (stack.query fails on a query error) but have no series to return.
+    for _, _, _, expr in queries:
+        if DISCOVERY_ONLY.search(expr):
+            assert stack.query(substitute(expr, RATE_INTERVAL))["result"] == []
+    queries = [q for q in queries if not DISCOVERY_ONLY.search(q[3])]
     wait_for_every(stack, {f"{name}: {title} [{ref}] {expr}": returns_series(expr) for name, title, ref, expr in queries}, timeout=30)
 
 
