@@ -293,3 +293,14 @@ def test_a_bad_window_is_a_config_error():
         "targets:\n  - name: w\n    url: http://127.0.0.1:9/m\n    window: {initial_length: 2h, max_lookback: 1h}\n"
         "    mappings: [{level: service, metrics: [{name: m, value: v}]}]\n"
     ) == ["targets[0].window: initial_length (7200s) must not exceed max_lookback (3600s)"]
+
+
+def test_a_reload_that_changes_the_target_carries_the_window_on(api, run_bridge):
+    windowed = WindowedAPI(initial_ms=60_000)
+    api.routes["/metrics"] = windowed
+    running = run_bridge(windowed_config(api), schedule=False)
+    assert running.bridge.poll_now("win") is True
+    changed = windowed_config(api, "    labels: {region: hz}")
+    assert running.bridge.reload(parse_config(changed))["changed"] == ["win"]
+    assert running.bridge.poll_now("win") is True
+    assert windowed.asked[1][0] == windowed.asked[0][1]
