@@ -342,3 +342,12 @@ def test_the_torchserve_worked_example_lists_models_then_describes_each(api, run
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(exposition(running, "torchserve"))
     assert exposition(running, "torchserve") == golden.read_text()
+
+
+def test_an_item_whose_body_the_api_marks_as_an_error_fails_alone_as_api_error(api, run_bridge):
+    serve_services(api, ["a", "b"])
+    api.routes["/services/b/metrics"] = Reply({"status": "error", "msg": "quota exceeded"})
+    running = run_bridge(services_config(api, extra="    api_error: {when: \"status == 'error'\", message: msg}"), schedule=False)
+    assert running.bridge.poll_now("svc") is True
+    assert running.bridge.pollers["svc"].status.series == 1
+    assert sample_value(scrape(running.url), "metrics_bridge_discovery_item_failures_total", target="svc", reason="api_error") == 1
