@@ -12,6 +12,7 @@ from typing import Optional
 
 from .client import FetchError, Redactor, TargetClient
 from .config import Target
+from .explain import EmptyMappingWatch
 from .exposition import FamilyHeader
 from .history import PollHistory
 from .mapping import Mapper, MappingError
@@ -62,6 +63,7 @@ class Poller:
         self.mapper = Mapper(target)
         self.verdict = verdict_for(target.api_error)
         self.headers = self.family_headers(target)
+        self.empty_watch = EmptyMappingWatch(target)
         self.status = PollStatus()
         self.history = PollHistory()
         self.settled = self.status  # the status as the last finished poll left it (no "running")
@@ -111,6 +113,9 @@ class Poller:
                 if self.verdict is not None:
                     self.verdict.check(document)
                 self.mapper.map(document, result, deadline)
+            vanished = self.empty_watch.after_poll(result, fetched.documents)
+            if vanished:
+                log.warning("%s", self.client.redactor.redact(vanished))
             pages = len(fetched.documents)
             fetched.documents.clear()  # the parsed response is not needed to render: free it before, not after
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)

@@ -181,7 +181,7 @@ def test_a_web_config_with_plain_passwords_or_unknown_keys_is_rejected(tmp_path)
         load_web_config(path)
     assert caught.value.problems == [
         "basic_auth_users: passwords must be bcrypt hashes ($2b$...): not for prom",
-        "tls_config: unknown key",
+        "tls_config: unknown key (did you mean 'tls_server_config'?)",
     ]
 
 
