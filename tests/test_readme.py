@@ -6,7 +6,9 @@ with the shell state the README built up (`. .venv/bin/activate`, `export`), and
 terminal shows them) is compared with the lines the README prints under it. Only what must vary is masked, each
 mask named where it is used: sample values of the live demo, and the ports (the README's 9877 and 8000 become free
 loopback ports, found from the servers' own logs or by binding port 0). A command after a background one is retried
-until its output matches or a deadline passes, as a reader who runs it too early would run it again.
+until its output matches or a deadline passes, as a reader who runs it too early would run it again. pip runs as
+this machine configures it, as in tests/test_dockerfile.py (its cache makes the install a matter of seconds to a
+minute).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import pytest
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 DEADLINE = 40.0  # seconds a command after a background one may take to print what the README shows
-LOCAL_INDEX = Path("/opt/pypi/simple")  # this machine's package mirror: pip never leaves loopback in a test
 
 
 def sections(text: str) -> dict[str, str]:
@@ -206,9 +207,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(source, copy / name)
     setup, demo = quick_start()[0].split("#")[0].strip().rsplit(" && ", 1)
     assert demo == "metrics-bridge demo"
-    env = newcomer_env()
-    if LOCAL_INDEX.is_dir():
-        env["PIP_INDEX_URL"] = LOCAL_INDEX.as_uri()
+    env = {**newcomer_env(), **{k: v for k, v in os.environ.items() if k.startswith("PIP_")}}  # pip as configured here
     result = subprocess.run(["bash", "-c", setup], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return copy
