@@ -16,6 +16,7 @@ from .poller import Poller
 from .scheduler import PollScheduler
 from .selfmetrics import SelfMetrics
 from .store import SnapshotStore
+from .summary import PeriodicSummary
 
 __all__ = ["Bridge", "shard_of"]
 
@@ -58,6 +59,7 @@ class Bridge:
         shard: int = 0,
         total_shards: int = 1,
         process_metrics: bool = True,
+        summary_interval: float = 0.0,
     ) -> None:
         if not 0 <= shard < total_shards:
             raise ValueError(f"shard {shard} is not in 0..{total_shards - 1}")
@@ -76,6 +78,8 @@ class Bridge:
         self.started = False
         self._scheduling = True
         _warn_deprecated(config)
+        self.summary_interval = summary_interval  # seconds between INFO summaries (0: none)
+        self._summary: Optional[PeriodicSummary] = None
 
     def owns(self, target: Target) -> bool:
         """Whether this replica's shard polls the target."""
@@ -98,6 +102,8 @@ class Bridge:
             for index, target in enumerate(owned):
                 self._schedule(target, delay=min(index * FIRST_POLL_SPACING, target.interval / 2))
             self.scheduler.start()
+            if self.summary_interval > 0:
+                self._summary = PeriodicSummary(self, self.summary_interval).start()
         self.started = True
         log.info(
             "polling %d target(s)%s: %s", len(self.pollers),
@@ -227,6 +233,8 @@ class Bridge:
         Polls still running after the grace are abandoned: they are retired (they write and log nothing more) and
         their daemon threads do not hold the process at exit.
         """
+        if self._summary is not None:
+            self._summary.stop()
         self.scheduler.shutdown()
         with self._idle:
             finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, grace))

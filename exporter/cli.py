@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import orjson
 from . import __version__
 from .bridge import Bridge
 from .collector import render_exposition
-from .config import Config, ConfigError, load_config, parse_config
+from .config import Config, ConfigError, Target, load_config, parse_config
 from .logsetup import configure_logging
 from .mapping import MappingError
 from .httpserver import DEFAULT_MAX_REQUESTS, Limits, raise_open_files_limit
@@ -34,6 +35,19 @@ LIFECYCLE_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value and value.isdigit() else default
+
+
+def _duration(text: str) -> float:
+    """A flag's duration (`5m`, `30s`, a number of seconds)."""
+    from .convert import ConversionError, parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ConversionError as error:
+        raise argparse.ArgumentTypeError(f"{error} (use a number of seconds, or 30s, 5m, 1h)") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="maximum requests in flight; past it HTTP 503 (0: no limit)",
     )
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds in-flight polls get to finish on SIGTERM")
+    serve.add_argument(
+        "--summary-interval", type=_duration, default="5m",
+        help="how often an INFO line sums up the targets (up, failing and why) and the series served; 0: never",
+    )
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[config, serve, common], formatter_class=fmt, help="poll the configured targets and serve /metrics")
@@ -75,61 +93,143 @@ def build_parser() -> argparse.ArgumentParser:
         "--total-shards", type=int, default=_env_int("METRICS_BRIDGE_TOTAL_SHARDS", 1),
         help="number of replicas sharing the targets (env METRICS_BRIDGE_TOTAL_SHARDS)",
     )
-    sub.add_parser("check", parents=[config, common], formatter_class=fmt, help="validate a config file and exit")
+    check = sub.add_parser("check", parents=[config, common], formatter_class=fmt, help="validate a config file and exit")
+    check.add_argument(
+        "--syntax-only", action="store_true",
+        help="check everything but the files and environment variables the config refers to (for CI without secrets)",
+    )
+    check.add_argument("--target", default=None, help="with --input: the target whose saved response it is")
+    check.add_argument("--input", action="append", default=[], help="a saved JSON response (repeat for pages): say what each mapping finds in it")
+    check.add_argument("--fail-on-warnings", action="store_true", help="exit 1 when a path of a mapping matches nothing in --input")
     trial = sub.add_parser("try", parents=[config, common], formatter_class=fmt, help="print the exposition one target's mapping makes")
     trial.add_argument("--target", required=True, help="target name in the config")
-    trial.add_argument("--input", default=None, help="a saved JSON response ('-' for stdin); without it, fetch the target once")
+    trial.add_argument(
+        "--input", action="append", default=[], help="a saved JSON response ('-' for stdin; repeat for pages); without it, fetch the target once",
+    )
+    trial.add_argument("--save", default=None, help="without --input: also save the fetched response to this file (pages: FILE-1, FILE-2, ...)")
+    trial.add_argument("--fail-on-warnings", action="store_true", help="exit 1 when a path of a mapping matches nothing (for CI)")
     demo = sub.add_parser("demo", parents=[serve, common], formatter_class=fmt, help="run the built-in demo API and a bridge polling it")
     demo.add_argument("--pods", type=int, default=12, help="simulated pods (two containers each; about 18 series per pod)")
     demo.add_argument("--api-listen", default="127.0.0.1:0", help="HOST:PORT for the demo API (port 0 picks a free one)")
-    demo.add_argument("--fail-ratio", type=float, default=0.0, help="share of demo API requests answered with HTTP 503")
+    demo.add_argument(
+        "--fail-ratio", type=float, default=0.0,
+        help="share of polls the demo API fails with HTTP 503 (one decision per poll, so retries do not hide it)",
+    )
     demo.add_argument("--interval", type=float, default=None, help="override every demo target's poll interval, in seconds")
     demo.add_argument("--churn-interval", type=float, default=60.0, help="seconds between pod replacements")
     return parser
 
 
-def _load(path: str) -> Optional[Config]:
+def _print_problems(error: ConfigError) -> None:
+    print(f"metrics-bridge: invalid configuration {error.source}:", file=sys.stderr)
+    print(error.listing(), file=sys.stderr)
+
+
+def _load(path: str, syntax_only: bool = False) -> Optional[Config]:
     try:
-        return load_config(path)
+        return load_config(path, syntax_only)
     except ConfigError as error:
-        print(f"metrics-bridge: invalid configuration {error.source}:", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(error)
         return None
 
 
+def _find_target(config: Config, name: str) -> Optional[Target]:
+    target = next((t for t in config.targets if t.name == name), None)
+    if target is None:
+        print(f"metrics-bridge: no target {name!r}; the config has: {', '.join(t.name for t in config.targets)}", file=sys.stderr)
+    return target
+
+
+def _read_documents(paths: Sequence[str]) -> list[object]:
+    """The saved responses (pages, in order) named by --input; '-' is stdin."""
+    return [orjson.loads(sys.stdin.buffer.read() if p == "-" else Path(p).read_bytes()) for p in paths]
+
+
+def _save_documents(documents: list[object], path: str) -> list[str]:
+    """Write the fetched pages as JSON: FILE for one page, FILE-1, FILE-2 ... (before the suffix) for several."""
+    base = Path(path)
+    names = [base] if len(documents) == 1 else [base.with_name(f"{base.stem}-{i}{base.suffix}") for i in range(1, len(documents) + 1)]
+    for name, document in zip(names, documents):
+        try:
+            text = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits
+            text = json.dumps(document, indent=2).encode()
+        name.write_bytes(text + b"\n")
+    return [str(n) for n in names]
+
+
+def _explain(target: Target, documents: list[object], redact: Callable[[str], str]) -> int:
+    """Print what each mapping matched and a warning per path that matched nothing; return the number of warnings."""
+    from .explain import explain
+
+    explanation = explain(target, documents)
+    for counts in explanation.mappings:
+        print(f"# {counts.describe()}", file=sys.stderr)
+    for warning in explanation.warnings:
+        print(f"metrics-bridge: warning: {target.name}: {redact(warning)}", file=sys.stderr)
+    return len(explanation.warnings)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the config; print a summary or every problem."""
-    config = _load(args.config)
-    if config is None:
-        return 1
+    """Validate the config; print a summary or every problem (and, with --input, what the mappings find in it)."""
+    if args.input and not args.target:
+        print("metrics-bridge: --input needs --target (the target whose saved response it is)", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, args.syntax_only or bool(args.input))
+    except ConfigError as error:
+        if not error.environment_only:
+            _print_problems(error)
+            return 1
+        print(f"{args.config}: syntax OK — the environment variables {', '.join(_unset(error))} fill in the rest")
+        return 0
     metrics = {m.name for t in config.targets for mp in t.mappings for m in mp.metrics}
-    print(f"{args.config}: OK — {len(config.targets)} target(s), {len(metrics)} metric name(s)")
-    return 0
+    note = " (syntax only: files and environment variables not checked)" if args.syntax_only else ""
+    print(f"{args.config}: OK — {len(config.targets)} target(s), {len(metrics)} metric name(s){note}")
+    if not args.input:
+        return 0
+    from .client import Redactor
+
+    target = _find_target(config, args.target)
+    if target is None:
+        return 1
+    try:
+        documents = _read_documents(args.input)
+    except (OSError, orjson.JSONDecodeError) as error:
+        print(f"metrics-bridge: cannot read {', '.join(args.input)}: {error}", file=sys.stderr)
+        return 1
+    warnings = _explain(target, documents, Redactor(target).redact)
+    return 1 if warnings and args.fail_on_warnings else 0
+
+
+def _unset(error: ConfigError) -> list[str]:
+    """The variable names of a ConfigError about unset environment variables."""
+    return sorted({p.rsplit("environment variable ", 1)[-1].split()[0] for p in error.problems})
 
 
 def cmd_try(args: argparse.Namespace) -> int:
-    """Map one saved (or freshly fetched) response with one target's mappings and print the exposition."""
+    """Map saved (or freshly fetched) responses with one target's mappings; print the exposition and what matched."""
     from .client import FetchError, Redactor, TargetClient
     from .mapping import Mapper
     from .poller import Poller, describe_failure
     from .store import Snapshot
     from .verdict import ApiError, verdict_for
 
-    config = _load(args.config)
+    if args.input and args.save:
+        print("metrics-bridge: --save keeps a fetched response; with --input nothing is fetched", file=sys.stderr)
+        return 2
+    config = _load(args.config, syntax_only=bool(args.input))  # a saved response needs no secret
     if config is None:
         return 1
-    target = next((t for t in config.targets if t.name == args.target), None)
+    target = _find_target(config, args.target)
     if target is None:
-        print(f"metrics-bridge: no target {args.target!r}; the config has: {', '.join(t.name for t in config.targets)}", file=sys.stderr)
         return 1
     mapper = Mapper(target)
     redactor = Redactor(target)
     verdict = verdict_for(target.api_error)
     try:
         if args.input:
-            raw = sys.stdin.buffer.read() if args.input == "-" else Path(args.input).read_bytes()
-            documents = [orjson.loads(raw)]
+            documents = _read_documents(args.input)
         else:
             client = TargetClient(target)
             redactor = client.redactor  # it also knows the page tokens this poll saw and the credentials it obtained
@@ -137,13 +237,17 @@ def cmd_try(args: argparse.Namespace) -> int:
                 documents = client.fetch().documents
             finally:
                 client.close()
+            if args.save:
+                saved = _save_documents(documents, args.save)
+                replay = " ".join(f"--input {name}" for name in saved)
+                print(f"# saved {', '.join(saved)}; replay: metrics-bridge try --config {args.config} --target {target.name} {replay}", file=sys.stderr)
         result = mapper.new_result()
         for document in documents:
             if verdict is not None:
                 verdict.check(document)
             mapper.map(document, result)
     except (OSError, orjson.JSONDecodeError) as error:
-        print(f"metrics-bridge: cannot read {args.input}: {error}", file=sys.stderr)
+        print(f"metrics-bridge: cannot read {', '.join(args.input or [args.save])}: {error}", file=sys.stderr)
         return 1
     except (FetchError, MappingError, ApiError) as error:
         # The message may quote values from the response, which can echo a credential back.
@@ -159,6 +263,8 @@ def cmd_try(args: argparse.Namespace) -> int:
     headers = Poller.family_headers(target)
     snapshot = Snapshot.build(target.name, result, headers, float("inf"))
     sys.stdout.buffer.write(b"".join(render_exposition({target.name: snapshot})))
+    sys.stdout.flush()
+    warnings = _explain(target, documents, redactor.redact)
     notes = []
     if result.duplicates:
         notes.append(f"{result.duplicates} duplicate sample(s) replaced")
@@ -166,8 +272,10 @@ def cmd_try(args: argparse.Namespace) -> int:
         notes.append(f"{result.missing_values} sample(s) skipped for a missing value")
     if result.invalid_counters:
         notes.append(f"{result.invalid_counters} negative or NaN counter sample(s) dropped")
+    if warnings:
+        notes.append(f"{warnings} warning(s)")
     print(f"# {snapshot.series} series" + (f"; {'; '.join(notes)}" if notes else ""), file=sys.stderr)
-    return 0
+    return 1 if warnings and args.fail_on_warnings else 0
 
 
 def serve_bridge(
@@ -257,13 +365,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 0 <= args.shard < args.total_shards:
         print(f"metrics-bridge: --shard must be in 0..{args.total_shards - 1}", file=sys.stderr)
         return 2
-    bridge = Bridge(config, shard=args.shard, total_shards=args.total_shards)
+    bridge = Bridge(config, shard=args.shard, total_shards=args.total_shards, summary_interval=args.summary_interval)
     try:
         return serve_bridge(bridge, args, args.config)
     except ConfigError as error:  # a target that validated but cannot be set up
         print(f"metrics-bridge: cannot start with {args.config}:", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(error.listing(), file=sys.stderr)
         return 1
 
 
@@ -277,8 +384,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoPlatform, DemoServer, Fault
 
     api_host, api_port = parse_listen(args.api_listen)
-    fault = Fault(mode="status", status=503, ratio=args.fail_ratio) if args.fail_ratio > 0 else None
-    api = DemoServer(DemoPlatform(pods=args.pods, churn_interval=args.churn_interval), api_host, api_port, fault).start()
+    api = DemoServer(DemoPlatform(pods=args.pods, churn_interval=args.churn_interval), api_host, api_port).start()
     os.environ["METRICS_BRIDGE_DEMO_URL"] = api.url
     try:
         config = parse_config(demo_config_text(), "demo.yaml")
@@ -293,21 +399,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
     except ConfigError as error:  # the bundled config is tested; this is a packaging fault
         print(error, file=sys.stderr)
+        api.close()
         return 1
+    if args.fail_ratio > 0:
+        # One decision per poll: held for most of an interval, so a poll's retries meet the same failure.
+        window = 0.6 * min(t.interval for t in config.targets)
+        api.fault = Fault(mode="status", status=503, ratio=args.fail_ratio, window=window)
+    demo_yaml = resources.files("exporter").joinpath("demo.yaml")
 
     def banner(port: int) -> None:
+        base = api.url.rsplit("/api/", 1)[0]
         print(
-            f"metrics-bridge demo: simulated inference platform API at {api.url} ({args.pods} pods)\n"
-            f"  metrics:  curl http://localhost:{port}/metrics\n"
-            f"  status:   http://localhost:{port}/\n"
-            f"  faults:   curl -X POST -d '{{\"mode\": \"status\", \"status\": 503}}' {api.url.rsplit('/api/', 1)[0]}/-/faults\n"
-            "  stop:     Ctrl-C",
+            f"metrics-bridge demo: simulated inference platform API at {api.url} ({args.pods} pods"
+            + (f", {args.fail_ratio:.0%} of polls failing" if args.fail_ratio > 0 else "") + ")\n"
+            f"  metrics:    curl http://localhost:{port}/metrics\n"
+            f"  status:     http://localhost:{port}/  (each target's last poll, its outcome and error)\n"
+            f"  try:        METRICS_BRIDGE_DEMO_URL={api.url} metrics-bridge try --config {demo_yaml} --target pods\n"
+            f"  faults:     curl -X POST -d '{{\"mode\": \"status\", \"status\": 503}}' {base}/-/faults   (mode none: heal)\n"
+            "  dashboards: dashboards/*.json into Grafana, alerts/metrics-bridge.rules.yml into Prometheus"
+            " (docs/dashboards-and-alerts.md)\n"
+            "  stop:       Ctrl-C",
             file=sys.stderr,
             flush=True,
         )
 
     try:
-        return serve_bridge(Bridge(config), args, None, banner)
+        return serve_bridge(Bridge(config, summary_interval=args.summary_interval), args, None, banner)
     finally:
         api.close()
 

@@ -14,7 +14,8 @@ from urllib3.util import parse_url
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from .auth import Auth
-from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_file, read_secret
+from .configproblems import LEVEL_LABELS, cross_key_problems, field_problems, sort_by_target
+from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_file, read_secret, syntax_only_files
 from .convert import CONVERTERS
 from .families import occupied_names, standard_collector_names
 from .paths import PathError, compile_path
@@ -40,7 +41,6 @@ __all__ = [
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset({"level", "target", "__name__"})
-LEVEL_LABELS: dict[str, tuple[str, ...]] = {"service": (), "pod": ("pod",), "container": ("pod", "container")}
 SELF_PREFIX = "metrics_bridge_"
 # Per-target limits, on by default (docs/configuration.md#limits says why these numbers).
 DEFAULT_SAMPLE_LIMIT = 200_000
@@ -54,10 +54,15 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 class ConfigError(Exception):
     """A configuration that cannot be used; `problems` lists each as `key.path: reason`."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], environment_only: bool = False) -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+        self.environment_only = environment_only  # every problem is an unset variable (see parse_config's syntax_only)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + self.listing())
+
+    def listing(self) -> str:
+        """The problems, one per line (a multi-line one, such as JMESPath's caret line, indented under its first)."""
+        return "\n".join("  " + p.replace("\n", "\n    ") for p in self.problems)
 
 
 class TLS(Strict):
@@ -114,9 +119,13 @@ class Pagination(Strict):
         if self.type == "page_number":
             if not (self.total_pages_path or (self.total_items_path and self.items_path)):
                 raise ValueError("page_number pagination needs total_pages_path, or total_items_path with items_path")
-        for name in ("next_token_path", "total_pages_path", "total_items_path", "items_path"):
-            _check_path(getattr(self, name))
         return self
+
+    @field_validator("next_token_path", "total_pages_path", "total_items_path", "items_path")
+    @classmethod
+    def _paths(cls, path: Optional[str]) -> Optional[str]:
+        _check_path(path)
+        return path
 
 
 def _check_path(path: Optional[str]) -> None:
@@ -141,10 +150,20 @@ class LabelFrom(Strict):
         sources = [s for s in ("path", "value", "key") if getattr(self, s) not in (None, False)]
         if len(sources) != 1:
             raise ValueError("set exactly one of path, value, key")
-        _check_path(self.path)
-        if self.regex is not None:
-            _check_regex(self.regex)
         return self
+
+    @field_validator("path")
+    @classmethod
+    def _compiles(cls, path: Optional[str]) -> Optional[str]:
+        _check_path(path)
+        return path
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, pattern: Optional[str]) -> Optional[str]:
+        if pattern is not None:
+            _check_regex(pattern)
+        return pattern
 
 
 def _check_regex(pattern: str, full: bool = False) -> Regex:
@@ -305,7 +324,6 @@ class Metric(Strict):
                 raise ValueError("an info metric has no value path: its value is always 1")
         elif self.value is None and self.latest is None:
             raise ValueError(f"{self.type} metric {self.name!r} needs a value path (or latest)")
-        _check_path(self.value)
         owned = standard_collector_names()
         taken = sorted(n for n in occupied_names(self.name, self.type) if n in owned)
         if taken:
@@ -314,6 +332,12 @@ class Metric(Strict):
                 "collectors serve (choose another name)"
             )
         return self
+
+    @field_validator("value")
+    @classmethod
+    def _value_path(cls, path: Optional[str]) -> Optional[str]:
+        _check_path(path)
+        return path
 
 
 class LabelsFrom(Strict):
@@ -466,40 +490,10 @@ class Target(HttpRequest):
         return name
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Target":
-        if self.timeout > self.interval:
-            raise ValueError(f"timeout ({self.timeout:g}s) must not exceed interval ({self.interval:g}s)")
-        if self.jitter >= self.interval:
-            raise ValueError("jitter must be shorter than interval")
-        problems: list[str] = []
-        configured = {name.lower() for name in self.headers}
-        problems += [f"safe_headers: {name!r} is not one of headers" for name in self.safe_headers if name.lower() not in configured]
-        known_levels = set(LEVEL_LABELS) | set(self.levels)
-        found: dict[str, str] = {n: f"labels.{n}" for n in self.labels}
-        if self.discovery is not None:
-            found.update(_claim(found, self.discovery.labels, "discovery.labels", problems))
-        for m_index, mapping in enumerate(self.mappings):
-            sources = dict(found)
-            for s_index, step in enumerate(mapping.each):
-                sources.update(_claim(sources, step.labels, f"mappings[{m_index}].each[{s_index}].labels", problems))
-            sources.update(_claim(sources, mapping.labels, f"mappings[{m_index}].labels", problems))
-            outer = set(sources)
-            for k_index, metric in enumerate(mapping.metrics):
-                where = f"mappings[{m_index}].metrics[{k_index}]"
-                _claim(sources, metric.labels, f"{where}.labels", problems)
-                level = metric.level or mapping.level
-                if level is None:
-                    problems.append(f"{where}: no level (set it on the metric or its mapping)")
-                    continue
-                if level not in known_levels:
-                    problems.append(f"{where}: unknown level {level!r} (declare it in the target's levels)")
-                    continue
-                have = outer | set(metric.labels)
-                missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in have]
-                if missing and mapping.labels_from is None:  # copied labels are checked per sample instead
-                    problems.append(f"{where}: {level}-level metric {metric.name!r} needs label(s) {', '.join(missing)}")
+    def _templates(self) -> "Target":
+        """Every request template renders against a sample poll context (a config error with its key path if not)."""
         initial = self.window_lengths[0]
-        problems += self.template_problems("", sample_context(initial, with_item=self.discovery is not None))
+        problems = self.template_problems("", sample_context(initial, with_item=self.discovery is not None))
         if self.discovery is not None:
             problems += self.discovery.template_problems("discovery.", sample_context(initial))
         if problems:
@@ -571,16 +565,6 @@ def urlsplit_authority(url: str) -> str:
     return rest
 
 
-def _claim(taken: dict[str, str], labels: dict[str, Any], where: str, problems: list[str]) -> dict[str, str]:
-    """Return where each of `labels` is set, adding a problem for any name already set at an enclosing level."""
-    claimed = {}
-    for name in labels:
-        if name in taken:
-            problems.append(f"{where}.{name}: label {name!r} is already set at {taken[name]}")
-        claimed[name] = f"{where}.{name}"
-    return claimed
-
-
 class Scheduler(Strict):
     """The shared poll scheduler."""
 
@@ -595,45 +579,17 @@ class Config(Strict):
     scheduler: Scheduler = Scheduler()
     targets: list[Target] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _across_targets(self) -> "Config":
-        problems = []
-        seen: dict[str, int] = {}
-        for index, target in enumerate(self.targets):
-            if target.name in seen:
-                problems.append(f"targets[{index}].name: duplicate target name {target.name!r} (first at targets[{seen[target.name]}])")
-            seen.setdefault(target.name, index)
-        families: dict[str, tuple[str, str, str]] = {}
-        occupied: dict[str, tuple[str, str]] = {}  # exposition name → (metric name, where) of the first to occupy it
-        for t_index, target in enumerate(self.targets):
-            for m_index, mapping in enumerate(target.mappings):
-                for k_index, metric in enumerate(mapping.metrics):
-                    where = f"targets[{t_index}].mappings[{m_index}].metrics[{k_index}]"
-                    first = families.setdefault(metric.name, (metric.type, metric.help, where))
-                    if first[0] != metric.type:
-                        problems.append(f"{where}.type: {metric.name!r} is of type {metric.type} here but {first[0]} at {first[2]}")
-                        continue
-                    elif first[1] != metric.help and metric.help and first[1]:
-                        problems.append(f"{where}.help: {metric.name!r} has a different help text at {first[2]}")
-                    names = occupied_names(metric.name, metric.type)
-                    clashes: dict[tuple[str, str], str] = {}
-                    for name in sorted(names):
-                        if name in occupied and occupied[name][0] != metric.name:
-                            clashes.setdefault(occupied[name], name)
-                    for (other, other_where), name in clashes.items():
-                        problems.append(
-                            f"{where}.name: {metric.name!r} ({metric.type}) clashes with {other!r} at {other_where}: "
-                            f"in OpenMetrics both claim {name!r}, which Prometheus rejects (rename one)"
-                        )
-                    for name in names:
-                        occupied.setdefault(name, (metric.name, where))
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @property
+    def max_workers(self) -> int:
+        """Poll threads: enough that hanging targets never hold up healthy ones."""
+        if self.scheduler.max_workers is not None:
+            return self.scheduler.max_workers
+        return max(4, min(64, len(self.targets)))
 
 
-def expand_env(text: str, environ: Optional[dict[str, str]] = None) -> tuple[str, list[str]]:
-    """Replace `${VAR}` and `${VAR:-default}`; return the text and the names of unset variables."""
+def expand_env(text: str, environ: Optional[dict[str, str]] = None, keep_unset: bool = False) -> tuple[str, list[str]]:
+    """Replace `${VAR}` and `${VAR:-default}`; return the text and the names of unset variables (left as written
+    with `keep_unset`, else replaced by nothing)."""
     env = os.environ if environ is None else environ
     missing: list[str] = []
 
@@ -644,53 +600,22 @@ def expand_env(text: str, environ: Optional[dict[str, str]] = None) -> tuple[str
         if default is not None:
             return default
         missing.append(name)
-        return ""
+        return match.group(0) if keep_unset else ""
 
     return _ENV.sub(substitute, text), missing
 
 
-def _expand_tree(node: Any, path: str, problems: list[str]) -> Any:
+def _expand_tree(node: Any, path: str, problems: list[str], keep_unset: bool = False) -> Any:
     if isinstance(node, str):
-        text, missing = expand_env(node)
+        text, missing = expand_env(node, keep_unset=keep_unset)
         for name in missing:
             problems.append(f"{path or '<root>'}: environment variable {name} is not set")
         return text
     if isinstance(node, dict):
-        return {k: _expand_tree(v, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
+        return {k: _expand_tree(v, f"{path}.{k}" if path else str(k), problems, keep_unset) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand_tree(v, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+        return [_expand_tree(v, f"{path}[{i}]", problems, keep_unset) for i, v in enumerate(node)]
     return node
-
-
-def _loc(parts: tuple[Any, ...]) -> str:
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif str(part).startswith(("function-", "function_")) or part in ("str", "dict[str,...]"):
-            continue
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]-]*: ")
-
-
-def _problems(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        where = _loc(tuple(item["loc"]))
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        parts = message.split("; ") if item["type"] == "value_error" else [message]
-        for part in parts:
-            if _RELATIVE.match(part):
-                problems.append(f"{where}.{part}" if where else part)
-            else:
-                problems.append(f"{where or '<root>'}: {part}")
-    return problems
 
 
 # Aliases may expand a document to 10 × the nodes written, or this many, whichever is more. Without a bound a
@@ -742,8 +667,12 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and validate YAML text; raise ConfigError listing every problem with its key path."""
+def parse_config(text: str, source: str = "<config>", syntax_only: bool = False) -> Config:
+    """Parse and validate YAML text; raise ConfigError listing every problem with its key path.
+
+    `syntax_only` checks everything but the files and environment variables the config refers to: an unset
+    `${VAR}` stays as written and a key holding one is not judged; secret files are not opened.
+    """
     try:
         raw = load_yaml(text)
     except _AliasBomb as exc:
@@ -755,24 +684,31 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(source, [f"<yaml> {where}: {reason}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError(source, ["<root>: the file must hold a mapping with a 'targets' list"])
-    problems: list[str] = []
-    raw = _expand_tree(raw, "", problems)
+    unset_problems: list[str] = []
+    raw = _expand_tree(raw, "", unset_problems, keep_unset=syntax_only)
+    # A key already reported for an unset variable is not judged again for what was left in its place.
+    unset = {p.split(": ", 1)[0] for p in unset_problems}
+    problems = [] if syntax_only else list(unset_problems)
+    config: Optional[Config] = None
+    token = syntax_only_files.set(syntax_only)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        # A key already reported for an unset variable is not reported again for the empty value left behind.
-        unset = {p.split(": ", 1)[0] for p in problems}
-        problems.extend(p for p in _problems(exc) if p.split(": ", 1)[0] not in unset)
-        raise ConfigError(source, problems) from None
+        problems.extend(p for p in field_problems(exc, Config) if p.split(": ", 1)[0] not in unset)
+    finally:
+        syntax_only_files.reset(token)
+    problems.extend(p for p in cross_key_problems(raw) if p.split(": ", 1)[0] not in unset)
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, sort_by_target(problems))
+    if config is None:  # syntax only, and nothing wrong but what the environment would fill in
+        raise ConfigError(source, unset_problems, environment_only=True)
     return config
 
 
-def load_config(path: Union[str, Path]) -> Config:
+def load_config(path: Union[str, Path], syntax_only: bool = False) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem with its key path."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"<file>: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
-    return parse_config(text, str(path))
+    return parse_config(text, str(path), syntax_only)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -9,7 +10,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, m
 
 from .convert import ConversionError, parse_duration, parse_size
 
-__all__ = ["Strict", "Seconds", "PositiveSeconds", "Bytes", "read_secret", "check_secret_file"]
+__all__ = ["Strict", "Seconds", "PositiveSeconds", "Bytes", "read_secret", "check_secret_file", "syntax_only_files"]
+
+# Set while a config is checked with `--syntax-only`: secret files are named but not opened.
+syntax_only_files: ContextVar[bool] = ContextVar("syntax_only_files", default=False)
+DURATION_FORMS = "a number of seconds, or 15s, 1m30s, 250ms, 1h, PT1M"
+SIZE_FORMS = "a number of bytes, or 50MiB, 512Ki, 1G"
 
 
 def _seconds(value: Any) -> Any:
@@ -17,7 +23,7 @@ def _seconds(value: Any) -> Any:
         try:
             return parse_duration(value)
         except ConversionError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"{exc} (use {DURATION_FORMS})") from None
     return value
 
 
@@ -26,7 +32,7 @@ def _bytes(value: Any) -> Any:
         try:
             return int(parse_size(value))
         except ConversionError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"{exc} (use {SIZE_FORMS})") from None
     return value
 
 
@@ -56,7 +62,7 @@ def read_secret(inline: Optional[SecretStr], path: Optional[str]) -> Optional[st
 
 def check_secret_file(path: Optional[str]) -> Optional[str]:
     """Validate that a secret file named in the config can be opened (its content is read at each use)."""
-    if path is not None:
+    if path is not None and not syntax_only_files.get():
         try:
             with open(path, "rb"):
                 pass

@@ -58,19 +58,34 @@ def _rfc3339(ts: float) -> str:
 
 @dataclass
 class Fault:
-    """A misbehaviour the demo API shows on some share of its requests."""
+    """A misbehaviour the demo API shows on some share of its requests (or, with `window`, of its polls)."""
 
     mode: str = "none"
     status: int = 503
     ratio: float = 1.0
     metric_type: Optional[str] = None
     hang_seconds: float = 30.0
+    # Seconds one decision holds per metric_type: a poll's retries then meet the same answer, so a ratio fails whole
+    # polls rather than single requests that retries absorb (0: decide per request).
+    window: float = 0.0
+    _decisions: dict[str, tuple[float, bool]] = field(default_factory=dict, repr=False, compare=False)
 
-    def applies(self, metric_type: str, rng: random.Random) -> bool:
+    def applies(self, metric_type: str, rng: random.Random, now: Optional[float] = None) -> bool:
         """Whether this request should misbehave."""
         if self.mode == "none" or (self.metric_type and self.metric_type != metric_type):
             return False
-        return rng.random() < self.ratio
+        if self.window <= 0:
+            return rng.random() < self.ratio
+        now = time.monotonic() if now is None else now
+        until, failing = self._decisions.get(metric_type, (float("-inf"), False))
+        if now >= until:
+            failing = rng.random() < self.ratio
+            self._decisions[metric_type] = (now + self.window, failing)
+        return failing
+
+    def describe(self) -> dict[str, Any]:
+        """The fault's settings, as `GET /-/faults` shows them."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 @dataclass
@@ -272,7 +287,7 @@ class DemoServer:
                 """Answer a metrics query or show the current fault."""
                 url = urlsplit(self.path)
                 if url.path == "/-/faults":
-                    self._send(200, orjson.dumps(server.fault.__dict__))
+                    self._send(200, orjson.dumps(server.fault.describe()))
                     return
                 if url.path != "/api/v1/metrics":
                     self._send(404, b'{"error": "not found"}')
@@ -307,11 +322,13 @@ class DemoServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
                     spec = orjson.loads(self.rfile.read(length) or b"{}")
+                    if not isinstance(spec, dict) or any(k.startswith("_") for k in spec):
+                        raise TypeError("the fault is a JSON object of mode, status, ratio, metric_type, hang_seconds, window")
                     server.fault = Fault(**spec)
                 except (orjson.JSONDecodeError, TypeError) as exc:
                     self._send(400, orjson.dumps({"error": str(exc)}))
                     return
-                self._send(200, orjson.dumps(server.fault.__dict__))
+                self._send(200, orjson.dumps(server.fault.describe()))
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True

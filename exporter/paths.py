@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable
 
 import jmespath
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError, ParseError
 
 __all__ = ["PathError", "compile_path", "Getter"]
 
@@ -70,6 +70,21 @@ def _identity(node: Any) -> Any:
     return node
 
 
+def _syntax_error(expression: str, exc: JMESPathError) -> str:
+    """JMESPath's complaint in a sentence, with the expression and a caret under the place it stopped."""
+    position = getattr(exc, "lex_position", None)
+    if isinstance(exc, IncompleteExpressionError):
+        reason = "the expression is incomplete"
+    elif isinstance(exc, LexerError):
+        reason = str(exc.message)[:1].lower() + str(exc.message)[1:]
+    elif isinstance(exc, ParseError):
+        reason = f"unexpected {exc.token_value!r} at column {(position or 0) + 1}"
+    else:
+        reason, position = (str(exc).splitlines() or [type(exc).__name__])[0], None
+    caret = f"\n{expression}\n{' ' * position}^" if isinstance(position, int) and 0 <= position <= len(expression) else ""
+    return f"invalid JMESPath expression: {reason}{caret}"
+
+
 def compile_path(expression: str) -> Getter:
     """Compile a path into a function of one JSON node; a missing field yields None."""
     expression = expression.strip()
@@ -80,8 +95,7 @@ def compile_path(expression: str) -> Getter:
     try:
         compiled = jmespath.compile(expression)
     except JMESPathError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PathError(f"invalid JMESPath expression {expression!r}: {reason}") from None
+        raise PathError(_syntax_error(expression, exc)) from None
     search = compiled.search
 
     def get(node: Any) -> Any:

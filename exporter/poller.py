@@ -13,6 +13,7 @@ from typing import Optional
 from .client import FetchError, FetchResult, Redactor, TargetClient
 from .config import Target
 from .discovery import Discovery, DiscoveryFailed, DiscoveryOutcome
+from .explain import EmptyMappingWatch
 from .exposition import FamilyHeader
 from .history import PollHistory
 from .mapping import Mapper, MappingError, MapResult
@@ -68,6 +69,7 @@ class Poller:
         self.window = WindowTracker(*target.window_lengths)
         self.discovery = Discovery(target, self.client, self.mapper, self.verdict) if target.discovery is not None else None
         self.headers = self.family_headers(target)
+        self.empty_watch = EmptyMappingWatch(target)
         self.status = PollStatus()
         self.history = PollHistory()
         self.settled = self.status  # the status as the last finished poll left it (no "running")
@@ -122,6 +124,9 @@ class Poller:
             fetched, result, items = self._collect(poll_context(now, window), started + self.target.timeout)
             if fetched.api_date is not None:
                 skew = fetched.api_date - fetched.received_at
+            vanished = self.empty_watch.after_poll(result, fetched.documents)
+            if vanished:
+                log.warning("%s", self.client.redactor.redact(vanished))
             pages = len(fetched.documents)
             fetched.documents.clear()  # the parsed response is not needed to render: free it before, not after
             snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)

@@ -25,7 +25,8 @@ import bcrypt
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
-from .config import ConfigError, _problems
+from .config import ConfigError
+from .configproblems import field_problems
 
 __all__ = ["WebConfig", "load_web_config", "Authenticator"]
 
@@ -94,7 +95,7 @@ def load_web_config(path: Union[str, Path]) -> WebConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"<yaml>: {exc}"]) from None
     except ValidationError as exc:
-        raise ConfigError(str(path), _problems(exc)) from None
+        raise ConfigError(str(path), field_problems(exc, WebConfig)) from None
     try:
         config.ssl_context()
     except (OSError, ssl.SSLError) as exc:

@@ -218,12 +218,12 @@ def test_the_secrets_are_known_to_the_redactor():
     ("{action: A, version: V, access_key_id: K}", "targets[0].auth.alibaba: set access_key_secret or access_key_secret_file"),
     ("{action: A, version: V, access_key_id: K, access_key_secret: s, access_key_secret_file: /etc/hostname}",
      "targets[0].auth.alibaba: set access_key_secret or access_key_secret_file, not both"),
-    ("{signature: v2, action: A, version: V, access_key_id: K, access_key_secret: s}", "targets[0].auth.alibaba.signature: Input should be 'v3' or 'rpc'"),
-    ("{version: V, access_key_id: K, access_key_secret: s}", "targets[0].auth.alibaba.action: Field required"),
+    ("{signature: v2, action: A, version: V, access_key_id: K, access_key_secret: s}", "targets[0].auth.alibaba.signature: must be 'v3' or 'rpc', got 'v2'"),
+    ("{version: V, access_key_id: K, access_key_secret: s}", "targets[0].auth.alibaba.action: required key missing"),
 ])
 def test_a_bad_alibaba_block_is_a_config_error_with_its_key_path(block, problem):
     with pytest.raises(ConfigError) as caught:
-        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{alibaba: {block}}}, mappings: [{{metrics: [{{name: m, value: v}}]}}]}}]")
+        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{alibaba: {block}}}, mappings: [{{level: service, metrics: [{{name: m, value: v}}]}}]}}]")
     assert problem in caught.value.problems
 
 

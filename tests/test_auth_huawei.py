@@ -121,7 +121,7 @@ def test_the_secrets_are_known_to_the_redactor():
 
 
 @pytest.mark.parametrize("block, problem", [
-    ("{access_key_id: K, secret_access_key: s, region: x}", "targets[0].auth.huawei.region: unknown key"),
+    ("{access_key_id: K, secret_access_key: s, region: x}", "targets[0].auth.huawei.region: unknown key (valid here: access_key_id, secret_access_key, secret_access_key_file, project_id, security_token, security_token_file)"),
     ("{access_key_id: K, secret_access_key: s, security_token: a, security_token_file: /etc/hostname}",
      "targets[0].auth.huawei: set security_token or security_token_file, not both"),
     ("{access_key_id: K, secret_access_key_file: /nonexistent/sk}",
@@ -129,7 +129,7 @@ def test_the_secrets_are_known_to_the_redactor():
 ])
 def test_a_bad_huawei_block_is_a_config_error_with_its_key_path(block, problem):
     with pytest.raises(ConfigError) as caught:
-        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{huawei: {block}}}, mappings: [{{metrics: [{{name: m, value: v}}]}}]}}]")
+        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{huawei: {block}}}, mappings: [{{level: service, metrics: [{{name: m, value: v}}]}}]}}]")
     assert caught.value.problems == [problem]
 
 

@@ -130,10 +130,10 @@ def test_the_secrets_are_known_to_the_redactor():
 
 
 @pytest.mark.parametrize("block, problem", [
-    ("{access_key_id: K, secret_access_key: s, service: x}", "targets[0].auth.volcengine.region: Field required"),
+    ("{access_key_id: K, secret_access_key: s, service: x}", "targets[0].auth.volcengine.region: required key missing"),
     ("{access_key_id: K, region: r, service: x}", "targets[0].auth.volcengine: set secret_access_key or secret_access_key_file"),
 ])
 def test_a_bad_volcengine_block_is_a_config_error_with_its_key_path(block, problem):
     with pytest.raises(ConfigError) as caught:
-        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{volcengine: {block}}}, mappings: [{{metrics: [{{name: m, value: v}}]}}]}}]")
+        parse_config(f"targets: [{{name: t, url: 'http://127.0.0.1:1/', auth: {{volcengine: {block}}}, mappings: [{{level: service, metrics: [{{name: m, value: v}}]}}]}}]")
     assert caught.value.problems == [problem]

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -43,11 +44,10 @@ def test_check_lists_every_problem_and_exits_non_zero_without_a_traceback(tmp_pa
     result = cli("check", "--config", str(path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[1:] == [
-        "  targets[0].url: must be an http:// or https:// URL, got 'nope'",
-        "  targets[0].mappings: List should have at least 1 item after validation, not 0",
-        "  targets[0].colour: unknown key",
-    ]
+    lines = result.stderr.splitlines()[1:]
+    assert lines[:2] == ["  targets[0].url: must be an http:// or https:// URL, got 'nope'", "  targets[0].mappings: must not be empty"]
+    assert lines[2].startswith("  targets[0].colour: unknown key (valid here: name, url, method,")
+    assert len(lines) == 3
 
 
 def test_the_config_can_come_from_the_environment():
@@ -277,3 +277,51 @@ def test_the_web_flags_take_exporter_toolkit_spellings_and_keep_the_old_ones_as_
     assert documented.enable_lifecycle is True and documented.max_requests == 7
     old = build_parser().parse_args(["run", "--config", "c.yml", "--listen", "127.0.0.1:2", "--web-config-file", "v.yml"])
     assert (old.listen, old.web_config_file, old.telemetry_path, old.enable_lifecycle, old.max_requests) == ("127.0.0.1:2", "v.yml", "/metrics", False, 40)
+
+
+TYPO_CONFIG = """
+targets:
+  - name: platform-pods
+    url: {url}
+    mappings:
+      - each: item
+        level: pod
+        labels: {{namespace: ns, pod: name}}
+        metrics:
+          - {{name: pod_cpu_usage_cores, value: cpu, convert: quantity}}
+"""
+
+
+def test_try_warns_about_a_path_that_matches_nothing_and_fails_on_it_when_asked(tmp_path):
+    (tmp_path / "my.yaml").write_text(TYPO_CONFIG.format(url="http://127.0.0.1:9/"))
+    (tmp_path / "response.json").write_text('{"items": [{"ns": "inference", "name": "a", "cpu": "1"}]}')
+    args = ("try", "--config", "my.yaml", "--target", "platform-pods", "--input", "response.json")
+    relaxed, strict = cli(*args, cwd=tmp_path), cli(*args, "--fail-on-warnings", cwd=tmp_path)
+    assert (relaxed.returncode, strict.returncode) == (0, 1)
+    assert strict.stderr.splitlines() == [
+        "# mappings[0]: item → 0 element(s)",
+        "metrics-bridge: warning: platform-pods: mappings[0].each[0] 'item' matched nothing in the document (did you mean 'items'?)",
+        "# 0 series; 1 warning(s)",
+    ]
+
+
+def test_check_with_a_saved_response_explains_the_mappings(tmp_path):
+    (tmp_path / "my.yaml").write_text(TYPO_CONFIG.format(url="http://127.0.0.1:9/").replace("each: item", "each: items"))
+    (tmp_path / "response.json").write_text('{"items": [{"ns": "inference", "name": "a", "cpu": "1"}, {"ns": "x", "name": "b"}]}')
+    result = cli("check", "--config", "my.yaml", "--target", "platform-pods", "--input", "response.json", "--fail-on-warnings", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "my.yaml: OK — 1 target(s), 1 metric name(s)\n"
+    assert result.stderr == "# mappings[0]: items → 2 element(s)\n"
+
+
+def test_try_save_keeps_the_fetched_response_as_a_replayable_input(api, tmp_path):
+    document = {"items": [{"ns": "inference", "name": "a", "cpu": "250m"}]}
+    api.routes["/pods"] = Reply(document)
+    (tmp_path / "my.yaml").write_text(TYPO_CONFIG.format(url=api.url("/pods")).replace("each: item", "each: items"))
+    live = cli("try", "--config", "my.yaml", "--target", "platform-pods", "--save", "saved.json", cwd=tmp_path)
+    assert live.returncode == 0, live.stderr
+    assert orjson.loads((tmp_path / "saved.json").read_bytes()) == document
+    assert "# saved saved.json; replay: metrics-bridge try --config my.yaml --target platform-pods --input saved.json" in live.stderr
+    replay = cli("try", "--config", "my.yaml", "--target", "platform-pods", "--input", "saved.json", cwd=tmp_path)
+    assert replay.stdout == live.stdout
+    assert 'pod_cpu_usage_cores{level="pod",target="platform-pods",namespace="inference",pod="a"} 0.25' in replay.stdout

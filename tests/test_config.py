@@ -6,6 +6,7 @@ import pytest
 
 from exporter.cli import demo_config_text
 from exporter.config import ConfigError, load_config, parse_config
+from golden import assert_golden
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -60,29 +61,41 @@ def test_an_unset_environment_variable_is_reported_once_with_its_key_path(monkey
     ]
 
 
-def test_every_problem_is_reported_at_once_with_its_key_path():
-    text = """
-targets:
-  - name: a
-    url: ftp://x
-    intervall: 5
-    mappings:
-      - each: "items[?"
-        labels: {level: x, "bad-name": y}
-        metrics:
-          - {name: "bad name", value: x, convert: nope}
-          - {name: x_total, type: counter, value: y, regex: "(("}
-"""
-    problems = problems_of(text)
+INVALID = sorted((Path(__file__).parent / "testdata" / "config" / "invalid").glob("*.yml"))
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_each_invalid_config_gets_exactly_its_golden_messages(path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert_golden(path.with_suffix(".txt"), caught.value.listing() + "\n")
+
+
+def test_per_target_checks_are_reported_together_with_field_errors_elsewhere():
+    text = MINIMAL.replace("    mappings:", "    interval: 5s\n    timeout: 10s\n    retries: 3\n    mappings:")
+    assert problems_of(text.replace("level: service", "level: Pod")) == [
+        "targets[0].retries: must be a mapping with keys attempts, backoff, max_backoff, got a number",
+        "targets[0].timeout: timeout (10s) must not exceed interval (5s)",
+        "targets[0].mappings[0].level: unknown level 'Pod' (did you mean 'pod'?); choose one of service, pod, container, or declare it in the target's levels",
+    ]
+
+
+def test_an_unknown_key_gets_the_closest_valid_key():
+    assert problems_of(MINIMAL.replace("    mappings:", "    intervall: 5s\n    mappings:")) == [
+        "targets[0].intervall: unknown key (did you mean 'interval'?)"
+    ]
+
+
+def test_a_bad_jmespath_is_reported_at_the_value_key_with_the_caret_line():
+    (problem,) = problems_of(MINIMAL.replace("value: up}", 'value: "a.b:c"}'))
+    assert problem == "targets[0].mappings[0].metrics[0].value: invalid JMESPath expression: unexpected ':' at column 4\na.b:c\n   ^"
+
+
+def test_no_message_names_a_library_class():
+    problems = problems_of(MINIMAL.replace("    mappings:", "    retries: 3\n    tls: [a]\n    mappings:"))
     assert problems == [
-        "targets[0].url: must be an http:// or https:// URL, got 'ftp://x'",
-        "targets[0].mappings[0].each[0].path: invalid JMESPath expression 'items[?': Invalid jmespath expression: Incomplete expression:",
-        "targets[0].mappings[0].labels: label 'level' is set by metrics-bridge itself and cannot be configured",
-        "targets[0].mappings[0].labels: 'bad-name' is not a valid Prometheus label name",
-        "targets[0].mappings[0].metrics[0].name: 'bad name' is not a valid Prometheus metric name",
-        "targets[0].mappings[0].metrics[0].convert: unknown conversion 'nope' (choose one of bytes, duration, epoch_ms, number, percent, quantity, timestamp)",
-        "targets[0].mappings[0].metrics[1].regex: regex '((' is not valid RE2 syntax: missing ): ((",
-        "targets[0].intervall: unknown key",
+        "targets[0].tls: must be a mapping with keys ca_file, cert_file, key_file, insecure_skip_verify, got a list",
+        "targets[0].retries: must be a mapping with keys attempts, backoff, max_backoff, got a number",
     ]
 
 
@@ -124,7 +137,7 @@ def test_self_metric_names_are_reserved():
 
 def test_timeout_longer_than_interval_is_rejected():
     text = MINIMAL.replace("    mappings:", "    interval: 5s\n    timeout: 10s\n    mappings:")
-    assert problems_of(text) == ["targets[0]: timeout (10s) must not exceed interval (5s)"]
+    assert problems_of(text) == ["targets[0].timeout: timeout (10s) must not exceed interval (5s)"]
 
 
 def test_an_unreadable_secret_file_is_rejected_with_its_key_path(tmp_path):
@@ -269,3 +282,12 @@ targets:
 """
     config = parse_config(text)
     assert [(t.name, t.interval, len(t.mappings)) for t in config.targets] == [("a", 30.0, 1), ("b", 30.0, 1), ("c", 15.0, 1)]
+
+
+def test_the_example_in_the_configuration_docs_is_what_check_prints():
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    shown = docs.split("## How a config is checked", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    lines = [line.removeprefix("  ") for line in shown.rstrip().splitlines()]
+    assert lines[0] == "metrics-bridge: invalid configuration my.yaml:"
+    golden = (Path(__file__).parent / "testdata" / "config" / "invalid" / "docs-example.txt").read_text()
+    assert "\n".join(lines[1:]) + "\n" == golden

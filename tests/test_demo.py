@@ -63,3 +63,42 @@ def test_the_server_answers_queries_and_injects_faults():
         assert requests.get(server.url, timeout=5).status_code == 200
     finally:
         server.close()
+
+
+def test_a_fault_with_a_window_fails_whole_polls_not_single_requests():
+    import random
+
+    from exporter.demo import Fault
+
+    fault, rng = Fault(mode="status", ratio=0.5, window=3.0), random.Random(7)
+    polls = []
+    for poll in range(40):
+        start = poll * 5.0  # a poll every 5 s; its retries follow within the window
+        answers = {fault.applies("pod", rng, now=start + retry) for retry in (0.0, 0.5, 1.5)}
+        assert len(answers) == 1, f"poll {poll}: retries got different answers"
+        polls.append(answers.pop())
+    assert 5 < sum(polls) < 35  # some polls fail as a whole, some succeed as a whole
+
+
+def test_the_demo_command_with_a_fail_ratio_makes_polls_fail(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0",
+         "--fail-ratio", "1", "--interval", "0.5", "--pods", "2", "--log-file", str(log)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "reason=http_status" not in (log.read_text() if log.exists() else ""):
+            time.sleep(0.05)
+        assert "reason=http_status" in log.read_text()
+    finally:
+        demo.terminate()
+        _, err = demo.communicate(timeout=15)
+    assert "100% of polls failing" in err
+    assert "metrics-bridge try --config" in err and "--target pods" in err
+    assert "dashboards:" in err and "status:" in err

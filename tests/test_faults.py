@@ -690,17 +690,17 @@ BAD_CONFIGS = [
         "targets:\n  - name: api\n    url: [http://127.0.0.1:9/m\n",
         ["<yaml> line 4, column 1: expected ',' or ']', but got '<stream end>'"], id="invalid-yaml",
     ),
-    pytest.param(good_config(intervall="10s"), ["targets[0].intervall: unknown key"], id="unknown-key"),
+    pytest.param(good_config(intervall="10s"), ["targets[0].intervall: unknown key (did you mean 'interval'?)"], id="unknown-key"),
     pytest.param(
-        good_config(interval="soon"), ["targets[0].interval: not a duration: 'soon'"], id="duration-of-the-wrong-type",
+        good_config(interval="soon"), ["targets[0].interval: not a duration: 'soon' (use a number of seconds, or 15s, 1m30s, 250ms, 1h, PT1M)"], id="duration-of-the-wrong-type",
     ),
     pytest.param(
         good_config(retries={"attempts": "many"}),
-        ["targets[0].retries.attempts: Input should be a valid integer, unable to parse string as an integer"],
+        ["targets[0].retries.attempts: must be a valid integer, unable to parse string as an integer"],
         id="number-of-the-wrong-type",
     ),
     pytest.param(
-        good_config(mappings={"each": "items"}), ["targets[0].mappings: Input should be a valid list"],
+        good_config(mappings={"each": "items"}), ["targets[0].mappings: must be a valid list, got a mapping"],
         id="list-of-the-wrong-type",
     ),
     pytest.param(
@@ -727,7 +727,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         with_mapping(labels={"namespace": "ns", "pod": {"path": "name", "regex": "(pod-[0-9+"}}),
-        ["targets[0].mappings[0].labels.pod: regex '(pod-[0-9+' is not valid RE2 syntax: missing ]: [0-9+"],
+        ["targets[0].mappings[0].labels.pod.regex: regex '(pod-[0-9+' is not valid RE2 syntax: missing ]: [0-9+"],
         id="label-regex-that-does-not-compile",
     ),
     pytest.param(

@@ -431,7 +431,7 @@ def test_labels_from_problems_are_reported_at_load_with_their_key_path():
     )
     assert any(p.startswith("targets[0].mappings[0].labels_from.path") and "invalid JMESPath" in p for p in problems), problems
     assert any(p.startswith("targets[0].mappings[0].labels_from.exclude") for p in problems), problems
-    assert "targets[0].mappings[0].labels_from.extra: unknown key" in problems
+    assert "targets[0].mappings[0].labels_from.extra: unknown key (valid here: path, exclude)" in problems
 
 
 def test_a_repeated_string_value_converts_the_same_every_time_and_a_bad_one_is_counted_every_time():

@@ -4,6 +4,7 @@ maps to the exact golden exposition in tests/testdata/recipes/<recipe>/expected.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.cli import main as cli_main
 from exporter.collector import render_exposition
 from exporter.config import Config, parse_config
 from exporter.paths import compile_path
@@ -449,3 +451,37 @@ def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_sta
             window = _epoch(body["StartTime"]), _epoch(body["EndTime"])
         assert window_verdict(*window).ok
         assert window_verdict(*window, now=later).reason.startswith("stale window")
+
+
+def unset_recipe_variables(name: str, monkeypatch) -> None:
+    """Unset every ${VAR} the recipe names, as on a CI machine without its secrets."""
+    for variable in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", (RECIPES / f"{name}.yaml").read_text()):
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_check_syntax_only_accepts_the_recipe_without_its_secret_files_or_variables(name, monkeypatch, capsys):
+    unset_recipe_variables(name, monkeypatch)
+    assert cli_main(["check", "--syntax-only", "--config", str(RECIPES / f"{name}.yaml")]) == 0, capsys.readouterr().err
+    assert "OK" in capsys.readouterr().out
+
+
+def test_a_full_check_of_a_recipe_fails_without_its_secret_files_where_syntax_only_passes(monkeypatch, capsys):
+    unset_recipe_variables("kubelet-summary", monkeypatch)
+    path = str(RECIPES / "kubelet-summary.yaml")
+    assert cli_main(["check", "--config", path]) == 1
+    err = capsys.readouterr().err
+    assert "targets[0].url: environment variable NODE_NAME is not set" in err
+    assert "targets[0].auth.bearer_token_file: cannot read secret file '/var/run/secrets/kubernetes.io/serviceaccount/token'" in err
+    assert cli_main(["check", "--syntax-only", "--config", path]) == 0
+
+
+def test_try_with_a_saved_response_needs_no_secret(monkeypatch, capsys):
+    unset_recipe_variables("kubernetes-metrics-api", monkeypatch)
+    code = cli_main([
+        "try", "--config", str(RECIPES / "kubernetes-metrics-api.yaml"), "--target", "k8s-pod-metrics",
+        "--input", str(FIXTURES / "kubernetes-metrics-api" / "pods.json"),
+    ])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert 'k8s_pod_cpu_usage_cores{level="pod",target="k8s-pod-metrics",namespace="inference",pod="chat-llama-7b-6c9f7d8b5-2xkqz"} 1.838694514\n' in out.out

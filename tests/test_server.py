@@ -181,7 +181,7 @@ def test_a_web_config_with_plain_passwords_or_unknown_keys_is_rejected(tmp_path)
         load_web_config(path)
     assert caught.value.problems == [
         "basic_auth_users.prom: not a bcrypt hash: want $2b$<cost 04-31>$<53 characters> (htpasswd -nBC 12 \"\" | tr -d ':\\n')",
-        "tls_config: unknown key",
+        "tls_config: unknown key (did you mean 'tls_server_config'?)",
     ]
 
 

@@ -94,8 +94,8 @@ targets:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     problems = caught.value.problems
-    assert any(p.startswith("targets[0].api_error.when: invalid JMESPath expression 'status =='") for p in problems)
-    assert any(p.startswith("targets[0].api_error.message: invalid JMESPath expression '[['") for p in problems)
+    assert "targets[0].api_error.when: invalid JMESPath expression: the expression is incomplete\nstatus ==\n         ^" in problems
+    assert "targets[0].api_error.message: invalid JMESPath expression: the expression is incomplete\n[[\n  ^" in problems
 
 
 def test_an_error_body_fails_the_poll_as_api_error_and_keeps_the_last_good_snapshot(api, run_bridge):
