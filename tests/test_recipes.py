@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import orjson
@@ -31,8 +31,8 @@ from exporter.store import SnapshotStore
 from conftest import require_module, require_tool
 from fakeapi import FakeAPI, Reply, Request
 from signatures import (
-    OAuth2TokenServer, Received, Verdict, request_url, sigv4_fields, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu,
-    verify_sigv4, verify_volcengine,
+    ACCEPTED, OAuth2TokenServer, Received, Verdict, request_url, sigv4_fields, verify_alibaba_rpc, verify_alibaba_v3,
+    verify_baidu, verify_huawei, verify_sigv4, verify_volcengine,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -96,44 +96,6 @@ def cms_requests(requests: list[Request]) -> None:
     assert tokens[0] is None and all(tokens[1:])
     assert {r.headers.get("x-acs-action") for r in requests} == {"DescribeMetricLast"}
     assert all(verify_cms_signature(Received.of(r)) for r in requests)
-
-
-
-# ------------------------------------------------------------------ signed, windowed cloud APIs (Alibaba, Huawei)
-
-ALIBABA_AK = "LTAI5tRecipeTestAccessKey"  # the secret is TOKEN, in the file at {token_file}
-
-
-def verify_cms_signature(received: Received) -> Verdict:
-    """The RPC signature when the query carries one, else V3, each recomputed by Alibaba's SDK."""
-    if any(key == "Signature" for key, _ in received.pairs()):
-        return verify_alibaba_rpc(received, ALIBABA_AK, TOKEN)
-    return verify_alibaba_v3(received, ALIBABA_AK, TOKEN)
-
-
-def serve_cms_metrics(pages: dict[str, list[str]]) -> Callable[[Config, Path], dict[str, Route]]:
-    """CloudMonitor at `/`: verify the signature, then serve each MetricName's pages by NextToken."""
-
-    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
-        token_of = compile_path("NextToken")
-        by_key: dict[tuple[str, Optional[str]], bytes] = {}
-        for metric, names in pages.items():
-            bodies = [(fixtures / name).read_bytes() for name in names]
-            by_key[(metric, None)] = bodies[0]
-            for previous, body in zip(bodies, bodies[1:]):
-                by_key[(metric, token_of(orjson.loads(previous)))] = body
-
-        def route(request: Request) -> Reply:
-            received = Received.of(request)
-            if not verify_cms_signature(received):
-                return Reply({"RequestId": "4F6E2C1A-0000-4000-8000-000000000403", "Code": "SignatureDoesNotMatch",
-                              "Message": "Specified signature is not matched with our calculation."}, 400)
-            body = by_key.get((request.query.get("MetricName", ""), request.query.get("NextToken")))
-            return Reply(body) if body is not None else Reply({"Code": "ResourceNotFound", "Success": False}, 404)
-
-        return {"/": route}
-
-    return routes
 
 
 def window_verdict(start: Optional[datetime], end: Optional[datetime], now: Optional[datetime] = None) -> Verdict:
@@ -219,6 +181,149 @@ def signed_requests(action: Optional[str]) -> Callable[[list[Request]], None]:
     return check
 
 
+# ------------------------------------------------------------------ signed, windowed cloud APIs (Alibaba, Huawei)
+
+ALIBABA_AK = "LTAI5tRecipeTestAccessKey"  # the secret is TOKEN, in the file at {token_file}
+HUAWEI_AK = "HWRECIPETESTACCESSKEY01"
+HUAWEI_PROJECT = "0a1b2c3d4e5f46a7b8c9d0e1f2a3b4c5"
+CES_PATH = f"/V1.0/{HUAWEI_PROJECT}/batch-query-metric-data"
+WINDOW_SLACK = timedelta(seconds=30)  # between the poll's `now` and the route's check, on a loaded machine
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class WindowCheck:
+    """Whether a request asks for the time window the recipe should ask for at `now` (a clock tests may move)."""
+
+    def __init__(self) -> None:
+        self.now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def cms(self, received: Received, window: Any) -> Verdict:
+        """StartTime/EndTime: `YYYY-MM-DDThh:mm:ssZ`, the end `delay` behind now (a whole `align`), within max_lookback."""
+        query = dict(received.pairs())
+        start, end = (_rfc3339(query.get(key)) for key in ("StartTime", "EndTime"))
+        if start is None or end is None:
+            return Verdict(False, "StartTime and EndTime must be YYYY-MM-DDThh:mm:ssZ")
+        latest = self.now() - timedelta(seconds=window.delay)
+        earliest = latest - WINDOW_SLACK
+        if window.align:
+            step = timedelta(seconds=window.align)
+            latest, earliest = (t - (t - EPOCH) % step for t in (latest, earliest))
+            if (end - EPOCH) % step or (start - EPOCH) % step:
+                return Verdict(False, f"the window is not aligned to {window.align:g}s")
+        return self._check(start, end, earliest, latest, timedelta(seconds=window.max_lookback))
+
+    def ces(self, body: dict[str, Any], length: timedelta) -> Verdict:
+        """from/to: epoch-ms numbers, `to` about now, `from` exactly `length` before it."""
+        start, end = body.get("from"), body.get("to")
+        if not isinstance(start, int) or not isinstance(end, int):
+            return Verdict(False, "from and to must be epoch milliseconds")
+        now = self.now()
+        verdict = self._check(_from_ms(start), _from_ms(end), now - WINDOW_SLACK, now, length)
+        if verdict and end - start != length // timedelta(milliseconds=1):
+            return Verdict(False, f"the window is {(end - start) / 1000:g}s long, not {length.total_seconds():g}s")
+        return verdict
+
+    @staticmethod
+    def _check(start: datetime, end: datetime, earliest: datetime, latest: datetime, longest: timedelta) -> Verdict:
+        if not earliest <= end <= latest + timedelta(seconds=1):
+            return Verdict(False, f"stale window: it ends at {end:%H:%M:%S}, not between {earliest:%H:%M:%S} and {latest:%H:%M:%S}")
+        if not start < end:
+            return Verdict(False, "empty window: the start is not before the end")
+        if end - start > longest:
+            return Verdict(False, f"the window reaches back {end - start}, more than {longest}")
+        return ACCEPTED
+
+
+WINDOWS = WindowCheck()
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def verify_cms_signature(received: Received) -> Verdict:
+    """The RPC signature when the query carries one, else V3, each recomputed by Alibaba's SDK."""
+    if any(key == "Signature" for key, _ in received.pairs()):
+        return verify_alibaba_rpc(received, ALIBABA_AK, TOKEN)
+    return verify_alibaba_v3(received, ALIBABA_AK, TOKEN)
+
+
+def serve_cms_metrics(pages: dict[str, list[str]], windowed: bool = True) -> Callable[[Config, Path], dict[str, Route]]:
+    """CloudMonitor at `/`: verify the signature (and the window), then serve each MetricName's pages by NextToken."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        token_of = compile_path("NextToken")
+        by_key: dict[tuple[str, Optional[str]], bytes] = {}
+        for metric, names in pages.items():
+            bodies = [(fixtures / name).read_bytes() for name in names]
+            by_key[(metric, None)] = bodies[0]
+            for previous, body in zip(bodies, bodies[1:]):
+                by_key[(metric, token_of(orjson.loads(previous)))] = body
+        window = config.targets[0].window
+
+        def route(request: Request) -> Reply:
+            received = Received.of(request)
+            if not verify_cms_signature(received):
+                return Reply({"RequestId": "4F6E2C1A-0000-4000-8000-000000000403", "Code": "SignatureDoesNotMatch",
+                              "Message": "Specified signature is not matched with our calculation."}, 400)
+            verdict = WINDOWS.cms(received, window) if windowed else ACCEPTED
+            if not verdict:
+                return Reply({"RequestId": "4F6E2C1A-0000-4000-8000-000000000400", "Code": "InvalidParameter",
+                              "Message": f"StartTime/EndTime: {verdict.reason}"}, 400)
+            body = by_key.get((request.query.get("MetricName", ""), request.query.get("NextToken")))
+            return Reply(body) if body is not None else Reply({"Code": "ResourceNotFound", "Success": False}, 404)
+
+        return {"/": route}
+
+    return routes
+
+
+def serve_ces_batch_query(fixture: str) -> Callable[[Config, Path], dict[str, Route]]:
+    """Cloud Eye: verify the signature, the window and the metrics asked for, then serve the fixture."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        body = (fixtures / fixture).read_bytes()
+        served = [(m["namespace"], m["metric_name"], m["dimensions"]) for m in orjson.loads(body)["metrics"]]
+
+        def route(request: Request) -> Reply:
+            received = Received.of(request)
+            if not verify_huawei(received, HUAWEI_AK, TOKEN):
+                return Reply({"error_msg": "Incorrect IAM authentication information: verify aksk signature fail",
+                              "error_code": "APIGW.0301", "request_id": "9c1f0e2d3b4a59687766554433221100"}, 401)
+            asked = orjson.loads(request.body)
+            verdict = WINDOWS.ces(asked, timedelta(minutes=5))
+            if verdict and [(m["namespace"], m["metric_name"], m["dimensions"]) for m in asked.get("metrics", [])] != served:
+                verdict = Verdict(False, "the metrics asked for are not the recipe's")
+            if not verdict:
+                return Reply({"error_code": "ces.0014", "error_msg": f"Some content in message body is not correct, error message: {verdict.reason}",
+                              "request_id": "9c1f0e2d3b4a59687766554433221101"}, 400)
+            return Reply(body)
+
+        return {CES_PATH: route}
+
+    return routes
+
+
+def cms_signed_requests(requests: list[Request]) -> None:
+    """One request per metric, two pages for the requests-per-second one, every one signed as CMS wants."""
+    assert all(verify_cms_signature(Received.of(r)) for r in requests)
+    by_metric: dict[str, list[Optional[str]]] = {}
+    for r in requests:
+        by_metric.setdefault(r.query["MetricName"], []).append(r.query.get("NextToken"))
+    assert len(by_metric) == 6 and all(tokens[0] is None for tokens in by_metric.values())
+    assert len(by_metric["QueryPerSecondTotal"]) == 2 and by_metric["QueryPerSecondTotal"][1]
+    assert {r.headers.get("x-acs-action") for r in requests} == {"DescribeMetricList"}
+
+
+def ces_signed_requests(requests: list[Request]) -> None:
+    """One signed POST with the project header and a JSON body."""
+    assert len(requests) == 1
+    received = Received.of(requests[0])
+    assert verify_huawei(received, HUAWEI_AK, TOKEN)
+    assert received.header("x-project-id") == HUAWEI_PROJECT
+    assert received.header("content-type") == "application/json"
+
+
 SCENARIOS = [
     Scenario(
         "kubernetes-metrics-api",
@@ -250,7 +355,7 @@ SCENARIOS = [
             "CMS_ENDPOINT": "{api}", "CMS_PAGE_SIZE": "4", "ALIBABA_CLOUD_ACCESS_KEY_ID": ALIBABA_AK,
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET_FILE": "{token_file}",
         },
-        serve_cms_metrics({"CPUUtilization": ["page-1.json", "page-2.json", "page-3.json"]}),
+        serve_cms_metrics({"CPUUtilization": ["page-1.json", "page-2.json", "page-3.json"]}, windowed=False),
         authenticated=False,
         requests=cms_requests,
     ),
@@ -259,6 +364,33 @@ SCENARIOS = [
         {"TORCHSERVE_MANAGEMENT_URL": "{api}", "TORCHSERVE_KEY_FILE": "{token_file}"},
         serve_paths({"/models/llama2-7b-chat/all": "llama2-7b-chat.json", "/models/resnet-18/all": "resnet-18.json"}),
         bad_values={"torchserve-llama2-7b-chat": 3},  # worker 9003: "failed to obtained gpu usage"
+    ),
+    Scenario(
+        "alibaba-pai-eas",
+        {
+            "CMS_ENDPOINT": "{api}", "CMS_PAGE_SIZE": "2", "ALIBABA_CLOUD_ACCESS_KEY_ID": ALIBABA_AK,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET_FILE": "{token_file}",
+        },
+        serve_cms_metrics({
+            "QueryPerSecondTotal": ["qps-page-1.json", "qps-page-2.json"], "TP99ResponseTime": ["rt-p99.json"],
+            "CPUConsumption": ["cpu.json"], "MemoryConsumption": ["memory.json"], "GPUUtilization": ["gpu.json"],
+            "5xxResponseRatio": ["5xx-ratio.json"],
+        }),
+        authenticated=False,  # signed, not a token: the route verifies the signature and the window
+        requests=cms_signed_requests,
+    ),
+    Scenario(
+        "huawei-modelarts",
+        {
+            "CES_ENDPOINT": "{api}", "HUAWEICLOUD_PROJECT_ID": HUAWEI_PROJECT, "HUAWEICLOUD_ACCESS_KEY_ID": HUAWEI_AK,
+            "HUAWEICLOUD_SECRET_ACCESS_KEY_FILE": "{token_file}",
+            "MODELARTS_SERVICE_ID": "3a9f2c61-7d4e-4b58-9e0a-5c1b8d2f6e47",
+            "MODELARTS_MODEL_ID": "b7e41d09-2c6a-4f83-a15e-90d3c7f2b864",
+        },
+        serve_ces_batch_query("batch-query.json"),
+        authenticated=False,
+        requests=ces_signed_requests,
+        method="POST",
     ),
 ]
 BY_NAME = {s.recipe: s for s in SCENARIOS}
@@ -826,3 +958,141 @@ def test_metrics_bridge_try_prints_the_golden_exposition_of_a_single_request_rec
     )
     assert tried.returncode == 0, tried.stderr
     assert tried.stdout == (FIXTURES / recipe / "expected.txt").read_text()
+
+
+# ------------------------------------------------------------------ the signed recipes refuse what the APIs refuse
+
+CLOUD_MONITORS = ["alibaba-pai-eas", "huawei-modelarts"]  # signed, each with a window of its own
+
+
+@pytest.fixture
+def signed(api, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """Load a signed recipe against its verifying loopback API (its secret file holds TOKEN): pollers and metrics."""
+    opened: list[Poller] = []
+
+    def load(name: str) -> tuple[list[Poller], SelfMetrics]:
+        config = load_recipe(BY_NAME[name], api, tmp_path, monkeypatch)
+        metrics = SelfMetrics(CollectorRegistry(), process=False)
+        opened.extend(Poller(target, SnapshotStore(), metrics, threading.Event()) for target in config.targets)
+        return opened, metrics
+
+    yield load
+    for poller in opened:
+        poller.client.close()
+
+
+class ShiftedTime:
+    """Stands in for the poller's `time` module: wall time shifted by `offset`, monotonic time untouched."""
+
+    def __init__(self, offset: timedelta) -> None:
+        import time
+
+        self.offset, self.monotonic, self._time = offset, time.monotonic, time.time
+
+    def time(self) -> float:
+        return self._time() + self.offset.total_seconds()
+
+
+def failures(metrics: SelfMetrics, target: str, reason: str) -> float:
+    return metrics.registry.get_sample_value("metrics_bridge_poll_failures_total", {"target": target, "reason": reason}) or 0
+
+
+def signature_of(name: str, request: Request) -> Verdict:
+    received = Received.of(request)
+    return verify_cms_signature(received) if name == "alibaba-pai-eas" else verify_huawei(received, HUAWEI_AK, TOKEN)
+
+
+@pytest.mark.parametrize("name, status", [("alibaba-pai-eas", 400), ("huawei-modelarts", 401)])
+def test_a_wrong_secret_is_refused_by_the_verifier_and_the_poll_counted(name, status, signed, tmp_path):
+    pollers, metrics = signed(name)
+    (tmp_path / "token").write_text("not-the-secret\n")  # the secret file is re-read at each poll
+    first = pollers[0]
+    assert not first.poll()
+    assert (first.status.last_outcome, first.status.last_error) == ("failure (http_status)", f"HTTP {status} {'Bad Request' if status == 400 else 'Unauthorized'}")
+    assert failures(metrics, first.target.name, "http_status") == 1
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert first.poll(), first.status.last_error
+
+
+@pytest.mark.parametrize("name", CLOUD_MONITORS)
+def test_a_stale_window_is_refused_by_the_verifier_and_the_poll_counted(name, signed, api, monkeypatch):
+    import exporter.poller
+
+    pollers, metrics = signed(name)
+    monkeypatch.setattr(exporter.poller, "time", ShiftedTime(-timedelta(hours=1)))  # the poll's clock is an hour behind
+    first = pollers[0]
+    assert not first.poll()
+    assert first.status.last_outcome == "failure (http_status)"
+    assert failures(metrics, first.target.name, "http_status") == 1
+    assert [bool(signature_of(name, r)) for r in api.requests] == [True]  # signed now, but asking for an old window
+
+
+def test_each_cms_window_starts_where_the_last_successful_one_ended(signed, api, monkeypatch):
+    import exporter.poller
+
+    pollers, metrics = signed("alibaba-pai-eas")
+    cpu = next(p for p in pollers if p.target.name == "eas-cpu")
+    clock = ShiftedTime(-timedelta(minutes=3))
+    monkeypatch.setattr(exporter.poller, "time", clock)
+    monkeypatch.setattr(WINDOWS, "now", lambda: datetime.now(timezone.utc) + clock.offset)
+    route = api.routes["/"]
+    assert cpu.poll(), cpu.status.last_error  # three minutes ago: the first poll asks for one period (initial_length)
+    api.routes["/"] = Reply({"RequestId": "5A0B", "Success": False, "Code": "Throttling.User",
+                             "Message": "Request was denied due to user flow control."})
+    clock.offset = -timedelta(minutes=2)
+    assert not cpu.poll()  # one minute later the API refuses (in a 200 body): the window does not move on
+    assert failures(metrics, "eas-cpu", "api_error") == 1
+    assert "Request was denied due to user flow control." in cpu.status.last_error
+    api.routes["/"] = route
+    clock.offset = timedelta(0)
+    assert cpu.poll(), cpu.status.last_error  # now: from the end of the last successful window, no gap
+    windows = [(_rfc3339(r.query["StartTime"]), _rfc3339(r.query["EndTime"])) for r in api.requests]
+    (first_start, first_end), retried, (last_start, last_end) = windows
+    assert first_end - first_start == timedelta(minutes=1)
+    assert retried[0] == first_end and last_start == first_end
+    assert last_end - last_start == timedelta(minutes=3)
+
+
+@pytest.mark.parametrize("name, target, body", [
+    ("alibaba-pai-eas", "eas-requests", "error-period.json"),
+    ("huawei-modelarts", "modelarts-service", "error-bad-metric.json"),
+])
+def test_an_error_in_a_200_body_fails_the_poll_as_api_error_with_the_apis_message(name, target, body, signed, api):
+    pollers, metrics = signed(name)
+    error = orjson.loads((FIXTURES / name / body).read_bytes())
+    api.routes[CES_PATH if name == "huawei-modelarts" else "/"] = Reply(error)
+    poller = next(p for p in pollers if p.target.name == target)
+    assert not poller.poll()
+    assert poller.status.last_outcome == "failure (api_error)"
+    assert (error.get("Message") or error.get("error_msg")) in poller.status.last_error
+    assert failures(metrics, target, "api_error") == 1
+
+
+@pytest.mark.parametrize("signature", ["v3", "rpc"])
+def test_cms_accepts_either_alibaba_signature_and_the_exposition_is_the_same(signature, signed, monkeypatch):
+    monkeypatch.setenv("ALIBABA_CLOUD_SIGNATURE", signature)  # environment() does not set it: the recipe's default is v3
+    pollers, _ = signed("alibaba-pai-eas")
+    assert all(p.target.auth.alibaba.signature == signature for p in pollers)
+    gpu = next(p for p in pollers if p.target.name == "eas-gpu-utilization")
+    assert gpu.poll(), gpu.status.last_error
+
+
+@pytest.mark.parametrize("name, target, fixture", [
+    ("huawei-modelarts", "modelarts-service", "batch-query.json"),
+    ("alibaba-pai-eas", "eas-response-time-p99", "rt-p99.json"),
+    ("alibaba-pai-eas", "eas-cpu", "cpu.json"),
+    ("alibaba-pai-eas", "eas-memory", "memory.json"),
+    ("alibaba-pai-eas", "eas-gpu-utilization", "gpu.json"),
+    ("alibaba-pai-eas", "eas-5xx-ratio", "5xx-ratio.json"),
+])
+def test_try_on_a_saved_response_prints_exactly_the_golden_exposition(name, target, fixture, tmp_path):
+    env = {**os.environ, **environment(BY_NAME[name], "http://127.0.0.1:9", tmp_path)}
+    tried = subprocess.run(
+        [sys.executable, "-m", "exporter", "try", "--config", str(RECIPES / f"{name}.yaml"), "--target", target,
+         "--input", str(FIXTURES / name / fixture)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )
+    assert tried.returncode == 0, tried.stderr
+    assert tried.stdout == golden_of_target((FIXTURES / name / "expected.txt").read_text(), target) != ""
+    if name == "huawei-modelarts":
+        assert tried.stdout == (FIXTURES / name / "expected.txt").read_text()
