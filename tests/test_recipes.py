@@ -249,6 +249,31 @@ SCENARIOS = [
         requests=cms_requests,
     ),
     Scenario(
+        "baidu-qianfan",
+        {
+            "BCM_ENDPOINT": "{api}", "BCE_ACCESS_KEY_ID": "{access_key}", "BCE_SECRET_ACCESS_KEY_FILE": "{secret_file}",
+            "BCE_USER_ID": "a0d04d7c202140cb80155ff7b6752ce4", "QIANFAN_APP_ID": "115830207",
+            "QIANFAN_SERVICE_URI": "/chat/ernie-speed-128k",
+        },
+        serve_bcm,
+        authenticated=False,
+        requests=signed_requests(None),
+        sdk="baidubce",
+    ),
+    Scenario(
+        "volcengine-ml-platform",
+        {
+            "VOLC_OBSERVE_ENDPOINT": "{api}", "VOLC_ACCESSKEY": "{access_key}", "VOLC_SECRETKEY_FILE": "{secret_file}",
+            "VOLC_REGION": "cn-beijing", "VOLC_MLP_INSTANCE_1": "s-20260301103527-7xk2p",
+            "VOLC_MLP_INSTANCE_2": "s-20260301103527-9qmz4", "VOLC_MLP_INSTANCE_3": "s-20260228091204-b8t6w",
+        },
+        serve_volc_observe,
+        authenticated=False,
+        requests=signed_requests("GetMetricData"),
+        method="POST",
+        sdk="volcengine",
+    ),
+    Scenario(
         "torchserve-models",
         {"TORCHSERVE_MANAGEMENT_URL": "{api}", "TORCHSERVE_KEY_FILE": "{token_file}"},
         serve_paths({"/models/llama2-7b-chat/all": "llama2-7b-chat.json", "/models/resnet-18/all": "resnet-18.json"}),
