@@ -52,6 +52,7 @@ class Scenario:
     bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
     method: str = "GET"
     sdk: Optional[str] = None  # the official SDK the loopback API verifies the recipe's signature with
+    api_error: Optional[str] = None  # the message of the API's error.json, which fails a poll even with HTTP 200
 
 
 def _file_route(path: Path) -> Route:
@@ -201,6 +202,9 @@ def serve_volc_observe(config: Config, fixtures: Path) -> dict[str, Route]:
     return {"/": verified(verify_volc_observe_request, reply)}
 
 
+VERIFIERS = {"baidu-qianfan": verify_bcm_request, "volcengine-ml-platform": verify_volc_observe_request}
+
+
 def signed_requests(action: Optional[str]) -> Callable[[list[Request]], None]:
     """Every request was signed (and accepted: the poll succeeded); RPC-style APIs name the action in the query."""
 
@@ -259,6 +263,7 @@ SCENARIOS = [
         authenticated=False,
         requests=signed_requests(None),
         sdk="baidubce",
+        api_error="startTime must be earlier than endTime",
     ),
     Scenario(
         "volcengine-ml-platform",
@@ -272,6 +277,7 @@ SCENARIOS = [
         requests=signed_requests("GetMetricData"),
         method="POST",
         sdk="volcengine",
+        api_error="StartTime must be less than EndTime",
     ),
     Scenario(
         "torchserve-models",
@@ -461,7 +467,7 @@ def test_a_signed_recipe_with_a_wrong_secret_fails_every_poll_with_its_reason_co
 @pytest.mark.parametrize("name", SIGNED)
 def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_stale(name, api, tmp_path, monkeypatch):
     poll_recipe(BY_NAME[name], api, tmp_path, monkeypatch)
-    verify = verify_bcm_request if name == "baidu-qianfan" else verify_volc_observe_request
+    verify = VERIFIERS[name]
     for request in api.requests:
         received = Received.of(request)
         assert verify(received)
@@ -474,3 +480,23 @@ def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_sta
             window = _epoch(body["StartTime"]), _epoch(body["EndTime"])
         assert window_verdict(*window).ok
         assert window_verdict(*window, now=later).reason.startswith("stale window")
+
+
+@pytest.mark.parametrize("name", sorted(s.recipe for s in SCENARIOS if s.api_error))
+def test_an_error_in_a_200_body_fails_every_poll_as_api_error_with_the_apis_message(name, api, tmp_path, monkeypatch):
+    scenario = BY_NAME[name]
+    config = load_recipe(scenario, api, tmp_path, monkeypatch)
+    error = (FIXTURES / name / "error.json").read_bytes()
+    for path in list(api.routes):
+        api.routes[path] = verified(VERIFIERS[name], lambda request: Reply(error))  # signed, in the window, HTTP 200
+    metrics = SelfMetrics(CollectorRegistry(), process=False)
+    for target in config.targets:
+        poller = Poller(target, SnapshotStore(), metrics, threading.Event())
+        try:
+            assert not poller.poll()
+        finally:
+            poller.client.close()
+        counted = metrics.registry.get_sample_value
+        assert counted("metrics_bridge_poll_failures_total", {"target": target.name, "reason": "api_error"}) == 1
+        assert poller.status.last_error == f"the API reported an error: {scenario.api_error}"
+    assert len(api.requests) == len(config.targets)
