@@ -58,6 +58,7 @@ class Scenario:
     bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
     method: Optional[str] = "GET"  # the method of every request; None: the `requests` check says
     sdk: Optional[str] = None  # the official SDK the loopback API verifies the recipe's signature with
+    api_error: Optional[str] = None  # the message of the API's error.json, which fails a poll even with HTTP 200
 
 
 def _file_route(path: Path) -> Route:
@@ -167,6 +168,9 @@ def serve_volc_observe(config: Config, fixtures: Path) -> dict[str, Route]:
         return Reply(bodies.get(str(orjson.loads(request.body).get("MetricName")), error))
 
     return {"/": verified(verify_volc_observe_request, reply)}
+
+
+VERIFIERS = {"baidu-qianfan": verify_bcm_request, "volcengine-ml-platform": verify_volc_observe_request}
 
 
 def signed_requests(action: Optional[str]) -> Callable[[list[Request]], None]:
@@ -358,6 +362,33 @@ SCENARIOS = [
         serve_cms_metrics({"CPUUtilization": ["page-1.json", "page-2.json", "page-3.json"]}, windowed=False),
         authenticated=False,
         requests=cms_requests,
+    ),
+    Scenario(
+        "baidu-qianfan",
+        {
+            "BCM_ENDPOINT": "{api}", "BCE_ACCESS_KEY_ID": "{access_key}", "BCE_SECRET_ACCESS_KEY_FILE": "{secret_file}",
+            "BCE_USER_ID": "a0d04d7c202140cb80155ff7b6752ce4", "QIANFAN_APP_ID": "115830207",
+            "QIANFAN_SERVICE_URI": "/chat/ernie-speed-128k",
+        },
+        serve_bcm,
+        authenticated=False,
+        requests=signed_requests(None),
+        sdk="baidubce",
+        api_error="startTime must be earlier than endTime",
+    ),
+    Scenario(
+        "volcengine-ml-platform",
+        {
+            "VOLC_OBSERVE_ENDPOINT": "{api}", "VOLC_ACCESSKEY": "{access_key}", "VOLC_SECRETKEY_FILE": "{secret_file}",
+            "VOLC_REGION": "cn-beijing", "VOLC_MLP_INSTANCE_1": "s-20260301103527-7xk2p",
+            "VOLC_MLP_INSTANCE_2": "s-20260301103527-9qmz4", "VOLC_MLP_INSTANCE_3": "s-20260228091204-b8t6w",
+        },
+        serve_volc_observe,
+        authenticated=False,
+        requests=signed_requests("GetMetricData"),
+        method="POST",
+        sdk="volcengine",
+        api_error="StartTime must be less than EndTime",
     ),
     Scenario(
         "torchserve-models",
@@ -752,7 +783,7 @@ def test_a_signed_recipe_with_a_wrong_secret_fails_every_poll_with_its_reason_co
 @pytest.mark.parametrize("name", SIGNED)
 def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_stale(name, api, tmp_path, monkeypatch):
     poll_recipe(BY_NAME[name], api, tmp_path, monkeypatch)
-    verify = verify_bcm_request if name == "baidu-qianfan" else verify_volc_observe_request
+    verify = VERIFIERS[name]
     for request in api.requests:
         received = Received.of(request)
         assert verify(received)
@@ -993,10 +1024,6 @@ class ShiftedTime:
         return self._time() + self.offset.total_seconds()
 
 
-def failures(metrics: SelfMetrics, target: str, reason: str) -> float:
-    return metrics.registry.get_sample_value("metrics_bridge_poll_failures_total", {"target": target, "reason": reason}) or 0
-
-
 def signature_of(name: str, request: Request) -> Verdict:
     received = Received.of(request)
     return verify_cms_signature(received) if name == "alibaba-pai-eas" else verify_huawei(received, HUAWEI_AK, TOKEN)
@@ -1096,3 +1123,23 @@ def test_try_on_a_saved_response_prints_exactly_the_golden_exposition(name, targ
     assert tried.stdout == golden_of_target((FIXTURES / name / "expected.txt").read_text(), target) != ""
     if name == "huawei-modelarts":
         assert tried.stdout == (FIXTURES / name / "expected.txt").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(s.recipe for s in SCENARIOS if s.api_error))
+def test_an_error_in_a_200_body_fails_every_poll_as_api_error_with_the_apis_message(name, api, tmp_path, monkeypatch):
+    scenario = BY_NAME[name]
+    config = load_recipe(scenario, api, tmp_path, monkeypatch)
+    error = (FIXTURES / name / "error.json").read_bytes()
+    for path in list(api.routes):
+        api.routes[path] = verified(VERIFIERS[name], lambda request: Reply(error))  # signed, in the window, HTTP 200
+    metrics = SelfMetrics(CollectorRegistry(), process=False)
+    for target in config.targets:
+        poller = Poller(target, SnapshotStore(), metrics, threading.Event())
+        try:
+            assert not poller.poll()
+        finally:
+            poller.client.close()
+        counted = metrics.registry.get_sample_value
+        assert counted("metrics_bridge_poll_failures_total", {"target": target.name, "reason": "api_error"}) == 1
+        assert poller.status.last_error == f"the API reported an error: {scenario.api_error}"
+    assert len(api.requests) == len(config.targets)
