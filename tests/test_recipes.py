@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,7 +28,10 @@ from exporter.store import SnapshotStore
 
 from conftest import require_module, require_tool
 from fakeapi import FakeAPI, Reply, Request
-from signatures import Received, Verdict, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu, verify_volcengine
+from signatures import (
+    OAuth2TokenServer, Received, Verdict, request_url, sigv4_fields, verify_alibaba_rpc, verify_alibaba_v3, verify_baidu,
+    verify_sigv4, verify_volcengine,
+)
 
 ROOT = Path(__file__).parent.parent
 RECIPES = ROOT / "examples" / "recipes"
@@ -50,7 +54,7 @@ class Scenario:
     authenticated: bool = True
     requests: Optional[Callable[[list[Request]], None]] = None
     bad_values: Optional[dict[str, int]] = None  # samples each target drops under skip_bad_values; none elsewhere
-    method: str = "GET"
+    method: Optional[str] = "GET"  # the method of every request; None: the `requests` check says
     sdk: Optional[str] = None  # the official SDK the loopback API verifies the recipe's signature with
 
 
@@ -258,6 +262,201 @@ SCENARIOS = [
 BY_NAME = {s.recipe: s for s in SCENARIOS}
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Signed, windowed and discovered recipes: loopback APIs that verify what they are sent, and reject the rest
+# ---------------------------------------------------------------------------------------------------------------------
+
+AWS_KEYS = {"AKIAIOSFODNN7EXAMPLE": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}  # AWS's documented example key pair
+AWS_REGION = "eu-west-1"
+SAGEMAKER_ENDPOINT = "llama3-8b-chat"
+AZURE_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AZURE_CLIENT_ID = "0b1f9e52-3c7a-4d7e-9a55-5e1f0c2d3b4a"
+AZURE_ENDPOINT_PATH = (
+    "/subscriptions/6b3f1c2e-8d4a-4e7b-9f21-0c5d7e8a9b13/resourceGroups/rg-inference-prod/providers/"
+    "Microsoft.MachineLearningServices/workspaces/mlw-inference-prod/onlineEndpoints/llama3-chat"
+)
+AZURE_METRICS = {"RequestsPerMinute", "RequestLatency", "RequestLatency_P50", "RequestLatency_P90", "RequestLatency_P95", "RequestLatency_P99"}
+
+
+@dataclass
+class LoopbackClock:
+    """The loopback API's idea of now: the real time plus an offset (a test moves it on to make a window stale)."""
+
+    offset: float = 0.0
+
+    def now(self) -> float:
+        """Seconds since the epoch, as the loopback API sees them."""
+        return time.time() + self.offset
+
+
+def window_problem(start: float, end: float, clock: LoopbackClock) -> Optional[str]:
+    """Why a [start, end) window is not the one the recipes ask for: five whole minutes ending in the last two."""
+    if end % 60 or end - start != 300:
+        return f"the window [{start:g}, {end:g}) is not five whole minutes"
+    if not clock.now() - 120 <= end <= clock.now() + 1:
+        return f"the window ends at {end:g}, not within the last two minutes ({clock.now():.0f})"
+    return None
+
+
+def cloudwatch_routes(clock: LoopbackClock) -> Callable[[Config, Path], dict[str, Route]]:
+    """CloudWatch's JSON protocol on loopback: the operation header, SigV4 re-signed by botocore (service `monitoring`,
+    within 5 minutes), the queries the fixture answers, and the window; errors shaped as AWS's ({"__type", "message"})."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        answer = (fixtures / "get-metric-data.json").read_bytes()
+        ids = {r["Id"] for r in orjson.loads(answer)["MetricDataResults"]}
+
+        def error(kind: str, message: str, status: int = 400) -> Reply:
+            return Reply({"__type": kind, "message": message}, status, {"Content-Type": "application/x-amz-json-1.0"})
+
+        def route(request: Request) -> Reply:
+            if (request.method, request.headers.get("x-amz-target"), request.headers.get("content-type")) != (
+                "POST", "GraniteServiceVersion20100801.GetMetricData", "application/x-amz-json-1.0"
+            ):
+                return error("com.amazon.coral.service#UnknownOperationException", "not a GetMetricData request")
+            fields = sigv4_fields(request.headers)
+            if fields is None or fields["access_key"] not in AWS_KEYS:
+                return error("com.amazon.coral.service#UnrecognizedClientException", "The security token included in the request is invalid.")
+            signed_at = datetime.strptime(request.headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            if abs(time.time() - signed_at.timestamp()) > 300:
+                return error("com.amazon.coral.service#InvalidSignatureException", "Signature expired")
+            if not verify_sigv4(request.method, request_url(request), request.headers, request.body, AWS_KEYS[fields["access_key"]], AWS_REGION, "monitoring"):
+                return error(
+                    "com.amazon.coral.service#InvalidSignatureException",
+                    "The request signature we calculated does not match the signature you provided.",
+                )
+            body = orjson.loads(request.body)
+            asked = {q["Id"] for q in body["MetricDataQueries"]}
+            dimensions = {(d["Name"], d["Value"]) for q in body["MetricDataQueries"] for d in q["MetricStat"]["Metric"]["Dimensions"]}
+            if asked != ids or dimensions != {("EndpointName", SAGEMAKER_ENDPOINT), ("VariantName", "AllTraffic")}:
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"unexpected queries {sorted(asked)} {sorted(dimensions)}")
+            if not all(isinstance(body[k], int) for k in ("StartTime", "EndTime")):
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", "StartTime and EndTime must be epoch seconds")
+            problem = window_problem(body["StartTime"], body["EndTime"], clock)
+            if problem:
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"loopback: {problem}")
+            return Reply(answer, headers={"Content-Type": "application/x-amz-json-1.0"})
+
+        return {"/": route}
+
+    return routes
+
+
+def azure_token_server() -> OAuth2TokenServer:
+    """Microsoft Entra ID's token endpoint: OAuth2TokenServer's handler, served at the tenant's path by the same loopback
+    server as the API (the recipe's AZURE_AUTHORITY_HOST and AZURE_MANAGEMENT_URL both point there)."""
+    tokens = OAuth2TokenServer(AZURE_CLIENT_ID, TOKEN, expires_in=3599)
+    tokens.api.httpd.server_close()  # its own socket is not used: its handler is mounted on the recipe's loopback API
+    return tokens
+
+
+def azure_routes(tokens: OAuth2TokenServer, clock: LoopbackClock) -> Callable[[Config, Path], dict[str, Route]]:
+    """Azure Monitor Metrics - List on loopback: only tokens the token endpoint issued, the query the fixture answers,
+    and the timespan; errors shaped as Azure's ({"error": {"code", "message"}}, {"code", "message"})."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        answer = (fixtures / "metrics.json").read_bytes()
+
+        def route(request: Request) -> Reply:
+            if not tokens.accepts(request.headers.get("authorization", "")):
+                return Reply({"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}, 401,
+                             {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/", error="invalid_token"'})
+            query = request.query
+            if (query.get("api-version"), query.get("aggregation"), query.get("interval"), query.get("$filter")) != (
+                "2023-10-01", "Average", "PT1M", "deployment eq '*'"
+            ) or set(query.get("metricnames", "").split(",")) != AZURE_METRICS:
+                return Reply({"code": "BadRequest", "message": f"unexpected query {query}"}, 400)
+            try:
+                start, end = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+                              for t in query.get("timespan", "").split("/"))
+            except ValueError:
+                return Reply({"code": "BadRequest", "message": f"Invalid timespan: {query.get('timespan')!r}"}, 400)
+            problem = window_problem(start, end, clock)
+            if problem:
+                return Reply({"code": "BadRequest", "message": f"loopback: {problem}"}, 400)
+            return Reply(answer)
+
+        return {f"/{AZURE_TENANT}/oauth2/v2.0/token": tokens.api.routes["/token"], AZURE_ENDPOINT_PATH + "/providers/Microsoft.Insights/metrics": route}
+
+    return routes
+
+
+TORCHSERVE_MODELS = ["bert-base-ner", "llama2-7b-chat", "resnet-18"]
+
+
+def torchserve_routes(config: Config, fixtures: Path) -> dict[str, Route]:
+    """TorchServe's management API: GET /models in pages (`next_page_token`), GET /models/{name} for each model."""
+    pages = {None: (fixtures / "models-page-1.json").read_bytes(), "2": (fixtures / "models-page-2.json").read_bytes()}
+
+    def models(request: Request) -> Reply:
+        page = pages.get(request.query.get("next_page_token"))
+        if page is None or request.query.get("limit") != "2":
+            return Reply({"code": 400, "type": "BadRequestException", "message": "Invalid next_page_token"}, 400)
+        return Reply(page)
+
+    routes: dict[str, Route] = {"/models": models}
+    for name in TORCHSERVE_MODELS:
+        routes[f"/models/{name}"] = _file_route(fixtures / f"describe-{name}.json")
+    return routes
+
+
+def torchserve_requests(requests: list[Request]) -> None:
+    """Two list pages (the second asked for with the first's token), then one describe request per listed model."""
+    listed = [r for r in requests if r.path == "/models"]
+    assert [r.query.get("next_page_token") for r in listed] == [None, "2"]
+    assert sorted(r.path for r in requests if r.path != "/models") == [f"/models/{name}" for name in TORCHSERVE_MODELS]
+
+
+def azure_requests(requests: list[Request]) -> None:
+    """One token request (a form POST to the tenant's endpoint), then one GET of the metrics with that token."""
+    assert [(r.method, r.path) for r in requests] == [
+        ("POST", f"/{AZURE_TENANT}/oauth2/v2.0/token"), ("GET", AZURE_ENDPOINT_PATH + "/providers/Microsoft.Insights/metrics"),
+    ]
+    assert requests[1].headers["authorization"].startswith("Bearer at-")
+
+
+def cloudwatch_requests(requests: list[Request]) -> None:
+    """One signed GetMetricData request (the route verified signature, queries and window)."""
+    assert len(requests) == 1
+    assert sigv4_fields(requests[0].headers)["service"] == "monitoring"  # type: ignore[index]
+
+
+SCENARIOS += [
+    Scenario(
+        "aws-sagemaker-cloudwatch",
+        {
+            "CLOUDWATCH_ENDPOINT": "{api}", "AWS_REGION": AWS_REGION, "SAGEMAKER_ENDPOINT_NAME": SAGEMAKER_ENDPOINT,
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": AWS_KEYS["AKIAIOSFODNN7EXAMPLE"],
+        },
+        cloudwatch_routes(LoopbackClock()),
+        authenticated=False,  # signed, not bearer: the route verifies the signature with botocore
+        method="POST",
+        requests=cloudwatch_requests,
+    ),
+    Scenario(
+        "azure-ml-online-endpoint",
+        {
+            "AZURE_MANAGEMENT_URL": "{api}", "AZURE_AUTHORITY_HOST": "{api}", "AZURE_TENANT_ID": AZURE_TENANT,
+            "AZURE_CLIENT_ID": AZURE_CLIENT_ID, "AZURE_CLIENT_SECRET_FILE": "{token_file}",
+            "AZURE_SUBSCRIPTION_ID": "6b3f1c2e-8d4a-4e7b-9f21-0c5d7e8a9b13", "AZURE_RESOURCE_GROUP": "rg-inference-prod",
+            "AZURE_ML_WORKSPACE": "mlw-inference-prod", "AZURE_ML_ENDPOINT_NAME": "llama3-chat",
+        },
+        lambda config, fixtures: azure_routes(azure_token_server(), LoopbackClock())(config, fixtures),
+        authenticated=False,  # a token from the loopback token endpoint, which the route checks
+        method=None,  # the token request is a POST, the metrics request a GET
+        requests=azure_requests,
+    ),
+    Scenario(
+        "torchserve-discovery",
+        {"TORCHSERVE_MANAGEMENT_URL": "{api}", "TORCHSERVE_KEY_FILE": "{token_file}", "TORCHSERVE_PAGE_SIZE": "2"},
+        torchserve_routes,
+        requests=torchserve_requests,
+        bad_values={"torchserve": 3},  # llama2-7b-chat's worker 9003: "failed to obtained gpu usage"
+    ),
+]
+BY_NAME = {s.recipe: s for s in SCENARIOS}
+
+
 def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
@@ -331,7 +530,8 @@ def test_the_recipe_maps_its_fixture_to_the_golden_exposition(name, api, tmp_pat
     assert_golden(FIXTURES / name / "expected.txt", text)
     assert api.requests, "the recipe never called the fake API"
     for request in api.requests:
-        assert request.method == scenario.method
+        if scenario.method is not None:
+            assert request.method == scenario.method
         if scenario.authenticated:
             assert request.headers.get("authorization") == f"Bearer {TOKEN}"
     if scenario.requests is not None:
@@ -449,3 +649,143 @@ def test_the_window_a_signed_recipe_sends_is_about_now_and_a_replay_of_it_is_sta
             window = _epoch(body["StartTime"]), _epoch(body["EndTime"])
         assert window_verdict(*window).ok
         assert window_verdict(*window, now=later).reason.startswith("stale window")
+# ---------------------------------------------------------------------------------------------------------------------
+# The signed, windowed and discovered recipes, beyond the golden file
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def poll_once(scenario: Scenario, api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              routes: Callable[[Config, Path], dict[str, Route]], times: int = 1, **env: str) -> tuple[Poller, SelfMetrics, list[bool]]:
+    """Load the recipe (environment plus `env`), serve `routes`, poll its one target `times` times; the poller stays open."""
+    for name, value in {**environment(scenario, api.url("").rstrip("/"), tmp_path), **env}.items():
+        monkeypatch.setenv(name, value)
+    config = parse_config((RECIPES / f"{scenario.recipe}.yaml").read_text(), scenario.recipe)
+    api.routes.update(routes(config, FIXTURES / scenario.recipe))
+    metrics = SelfMetrics(CollectorRegistry(), process=False)
+    poller = Poller(config.targets[0], SnapshotStore(), metrics, threading.Event())
+    outcomes = [poller.poll() for _ in range(times)]
+    return poller, metrics, outcomes
+
+
+def failures(metrics: SelfMetrics, target: str, reason: str) -> float:
+    """The poll failures counted for `target` with `reason`."""
+    return metrics.registry.get_sample_value("metrics_bridge_poll_failures_total", {"target": target, "reason": reason}) or 0
+
+
+def test_the_sagemaker_request_is_a_valid_get_metric_data_call_and_the_fixture_a_valid_answer(api, tmp_path, monkeypatch):
+    """botocore's CloudWatch service model accepts the body the recipe sends and parses the recorded answer."""
+    import botocore.session
+    from botocore.parsers import create_parser
+    from botocore.validate import ParamValidator
+
+    poller, _, outcomes = poll_once(BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock()))
+    poller.client.close()
+    assert outcomes == [True]
+    operation = botocore.session.get_session().get_service_model("cloudwatch").operation_model("GetMetricData")
+    sent = orjson.loads(api.requests[0].body)
+    report = ParamValidator().validate(sent, operation.input_shape)
+    assert not report.has_errors(), report.generate_report()
+    answer = (FIXTURES / "aws-sagemaker-cloudwatch" / "get-metric-data.json").read_bytes()
+    parsed = create_parser("json").parse({"body": answer, "headers": {}, "status_code": 200}, operation.output_shape)
+    results = parsed["MetricDataResults"]
+    assert len(results) == len(sent["MetricDataQueries"]) and all(len(r["Timestamps"]) == len(r["Values"]) for r in results)
+
+
+def test_a_wrong_aws_secret_key_fails_the_sagemaker_poll_with_cloudwatchs_message(api, tmp_path, monkeypatch):
+    wrong = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEY"
+    poller, metrics, outcomes = poll_once(
+        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock()), AWS_SECRET_ACCESS_KEY=wrong,
+    )
+    poller.client.close()
+    assert outcomes == [False]
+    assert failures(metrics, poller.target.name, "api_error") == 1
+    assert "does not match the signature you provided" in poller.status.last_error
+    assert wrong not in poller.status.last_error
+
+
+def test_a_stale_window_is_rejected_and_fails_the_sagemaker_poll(api, tmp_path, monkeypatch):
+    poller, metrics, outcomes = poll_once(
+        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock(offset=600)),
+    )
+    poller.client.close()
+    assert outcomes == [False]
+    assert failures(metrics, poller.target.name, "api_error") == 1
+    assert "not within the last two minutes" in poller.status.last_error
+
+
+def test_one_azure_token_serves_every_poll_of_its_lifetime(api, tmp_path, monkeypatch):
+    tokens = azure_token_server()
+    poller, _, outcomes = poll_once(
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()), times=3,
+    )
+    poller.client.close()
+    assert outcomes == [True, True, True]
+    assert len(tokens.forms) == 1 and len(tokens.issued) == 1
+    assert tokens.forms[0]["grant_type"] == "client_credentials"
+    assert tokens.forms[0]["scope"] == "https://management.azure.com/.default"
+    metric_requests = [r for r in api.requests if r.path.endswith("/providers/Microsoft.Insights/metrics")]
+    assert len(metric_requests) == 3
+    assert {r.headers["authorization"] for r in metric_requests} == {f"Bearer {tokens.issued[0].value}"}
+
+
+def test_a_bad_azure_client_secret_fails_the_poll_with_reason_auth(api, tmp_path, monkeypatch):
+    tokens = azure_token_server()
+    secret = tmp_path / "wrong-secret"
+    secret.write_text("not-the-client-secret\n")
+    poller, metrics, outcomes = poll_once(
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()),
+        AZURE_CLIENT_SECRET_FILE=str(secret),
+    )
+    poller.client.close()
+    assert outcomes == [False]
+    assert failures(metrics, poller.target.name, "auth") == 1
+    assert "invalid_client" in poller.status.last_error and "not-the-client-secret" not in poller.status.last_error
+    assert not tokens.issued
+    assert not [r for r in api.requests if r.path.endswith("/metrics")], "no API request without a token"
+
+
+def test_a_stale_timespan_is_rejected_and_fails_the_azure_poll(api, tmp_path, monkeypatch):
+    tokens = azure_token_server()
+    poller, metrics, outcomes = poll_once(
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock(offset=600)),
+    )
+    poller.client.close()
+    assert outcomes == [False]
+    assert failures(metrics, poller.target.name, "api_error") == 1
+    assert "not within the last two minutes" in poller.status.last_error
+
+
+def test_a_torchserve_model_that_leaves_the_list_drops_its_series_at_once(api, tmp_path, monkeypatch):
+    scenario = BY_NAME["torchserve-discovery"]
+    poller, metrics, outcomes = poll_once(scenario, api, tmp_path, monkeypatch, torchserve_routes)
+    assert outcomes == [True]
+    assert 'model="llama2-7b-chat"' in b"".join(render_exposition(poller.store.current())).decode()
+    first_page = orjson.loads((FIXTURES / scenario.recipe / "models-page-1.json").read_bytes())
+    first_page["models"] = [m for m in first_page["models"] if m["modelName"] != "llama2-7b-chat"]
+    listed = api.routes["/models"]
+    api.routes["/models"] = lambda request: Reply(first_page) if "next_page_token" not in request.query else listed(request)  # type: ignore[operator]
+    try:
+        assert poller.poll()
+    finally:
+        poller.client.close()
+    text = b"".join(render_exposition(poller.store.current())).decode()
+    assert "llama2-7b-chat" not in text
+    assert 'model="bert-base-ner"' in text and 'model="resnet-18"' in text
+    assert metrics.registry.get_sample_value("metrics_bridge_discovered_items", {"target": "torchserve"}) == 2
+
+
+@pytest.mark.parametrize(
+    "recipe, fixture",
+    [("aws-sagemaker-cloudwatch", "get-metric-data.json"), ("azure-ml-online-endpoint", "metrics.json")],
+)
+def test_metrics_bridge_try_prints_the_golden_exposition_of_a_single_request_recipe(recipe, fixture, tmp_path):
+    scenario = BY_NAME[recipe]
+    env = {**os.environ, **environment(scenario, "http://127.0.0.1:9", tmp_path)}
+    target = {"aws-sagemaker-cloudwatch": f"sagemaker-{SAGEMAKER_ENDPOINT}", "azure-ml-online-endpoint": "azureml-llama3-chat"}[recipe]
+    tried = subprocess.run(
+        [sys.executable, "-m", "exporter", "try", "--config", str(RECIPES / f"{recipe}.yaml"), "--target", target,
+         "--input", str(FIXTURES / recipe / fixture)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )
+    assert tried.returncode == 0, tried.stderr
+    assert tried.stdout == (FIXTURES / recipe / "expected.txt").read_text()
