@@ -728,6 +728,23 @@ def test_one_azure_token_serves_every_poll_of_its_lifetime(api, tmp_path, monkey
     assert {r.headers["authorization"] for r in metric_requests} == {f"Bearer {tokens.issued[0].value}"}
 
 
+def test_a_revoked_azure_token_fails_one_poll_with_azures_message_and_the_next_poll_gets_a_new_token(api, tmp_path, monkeypatch):
+    tokens = azure_token_server()
+    poller, metrics, outcomes = poll_once(
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()),
+    )
+    try:
+        assert outcomes == [True]
+        revoked = tokens.issued.pop()  # the API no longer accepts it, long before its expires_in
+        assert not poller.poll()
+        assert failures(metrics, poller.target.name, "api_error") == 1
+        assert "The access token is invalid." in poller.status.last_error and revoked.value not in poller.status.last_error
+        assert poller.poll()
+    finally:
+        poller.client.close()
+    assert len(tokens.forms) == 2 and tokens.issued[0].value != revoked.value
+
+
 def test_a_bad_azure_client_secret_fails_the_poll_with_reason_auth(api, tmp_path, monkeypatch):
     tokens = azure_token_server()
     secret = tmp_path / "wrong-secret"
