@@ -278,27 +278,15 @@ AZURE_ENDPOINT_PATH = (
 AZURE_METRICS = {"RequestsPerMinute", "RequestLatency", "RequestLatency_P50", "RequestLatency_P90", "RequestLatency_P95", "RequestLatency_P99"}
 
 
-@dataclass
-class LoopbackClock:
-    """The loopback API's idea of now: the real time plus an offset (a test moves it on to make a window stale)."""
-
-    offset: float = 0.0
-
-    def now(self) -> float:
-        """Seconds since the epoch, as the loopback API sees them."""
-        return time.time() + self.offset
+def whole_minutes_verdict(start: Optional[datetime], end: Optional[datetime], ahead: timedelta) -> Verdict:
+    """window_verdict by a loopback clock `ahead` of the real one (a test moves it on to make a window stale), and the
+    window on whole minutes, as the recipes align it."""
+    if start is not None and end is not None and (start.second or end.second):
+        return Verdict(False, f"the window {start:%H:%M:%S}-{end:%H:%M:%S} is not on whole minutes")
+    return window_verdict(start, end, datetime.now(timezone.utc) + ahead)
 
 
-def window_problem(start: float, end: float, clock: LoopbackClock) -> Optional[str]:
-    """Why a [start, end) window is not the one the recipes ask for: five whole minutes ending in the last two."""
-    if end % 60 or end - start != 300:
-        return f"the window [{start:g}, {end:g}) is not five whole minutes"
-    if not clock.now() - 120 <= end <= clock.now() + 1:
-        return f"the window ends at {end:g}, not within the last two minutes ({clock.now():.0f})"
-    return None
-
-
-def cloudwatch_routes(clock: LoopbackClock) -> Callable[[Config, Path], dict[str, Route]]:
+def cloudwatch_routes(ahead: timedelta = timedelta(0)) -> Callable[[Config, Path], dict[str, Route]]:
     """CloudWatch's JSON protocol on loopback: the operation header, SigV4 re-signed by botocore (service `monitoring`,
     within 5 minutes), the queries the fixture answers, and the window; errors shaped as AWS's ({"__type", "message"})."""
 
@@ -330,11 +318,9 @@ def cloudwatch_routes(clock: LoopbackClock) -> Callable[[Config, Path], dict[str
             dimensions = {(d["Name"], d["Value"]) for q in body["MetricDataQueries"] for d in q["MetricStat"]["Metric"]["Dimensions"]}
             if asked != ids or dimensions != {("EndpointName", SAGEMAKER_ENDPOINT), ("VariantName", "AllTraffic")}:
                 return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"unexpected queries {sorted(asked)} {sorted(dimensions)}")
-            if not all(isinstance(body[k], int) for k in ("StartTime", "EndTime")):
-                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", "StartTime and EndTime must be epoch seconds")
-            problem = window_problem(body["StartTime"], body["EndTime"], clock)
-            if problem:
-                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"loopback: {problem}")
+            window = whole_minutes_verdict(_epoch(body.get("StartTime")), _epoch(body.get("EndTime")), ahead)
+            if not window:  # stricter than CloudWatch, which would answer an old window with old points
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"loopback: {window.reason}")
             return Reply(answer, headers={"Content-Type": "application/x-amz-json-1.0"})
 
         return {"/": route}
@@ -350,7 +336,7 @@ def azure_token_server() -> OAuth2TokenServer:
     return tokens
 
 
-def azure_routes(tokens: OAuth2TokenServer, clock: LoopbackClock) -> Callable[[Config, Path], dict[str, Route]]:
+def azure_routes(tokens: OAuth2TokenServer, ahead: timedelta = timedelta(0)) -> Callable[[Config, Path], dict[str, Route]]:
     """Azure Monitor Metrics - List on loopback: only tokens the token endpoint issued, the query the fixture answers,
     and the timespan; errors shaped as Azure's ({"error": {"code", "message"}}, {"code", "message"})."""
 
@@ -366,14 +352,10 @@ def azure_routes(tokens: OAuth2TokenServer, clock: LoopbackClock) -> Callable[[C
                 "2023-10-01", "Average", "PT1M", "deployment eq '*'"
             ) or set(query.get("metricnames", "").split(",")) != AZURE_METRICS:
                 return Reply({"code": "BadRequest", "message": f"unexpected query {query}"}, 400)
-            try:
-                start, end = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-                              for t in query.get("timespan", "").split("/"))
-            except ValueError:
-                return Reply({"code": "BadRequest", "message": f"Invalid timespan: {query.get('timespan')!r}"}, 400)
-            problem = window_problem(start, end, clock)
-            if problem:
-                return Reply({"code": "BadRequest", "message": f"loopback: {problem}"}, 400)
+            start, _, end = query.get("timespan", "").partition("/")
+            window = whole_minutes_verdict(_rfc3339(start), _rfc3339(end), ahead)
+            if not window:
+                return Reply({"code": "BadRequest", "message": f"loopback: {window.reason}"}, 400)
             return Reply(answer)
 
         return {f"/{AZURE_TENANT}/oauth2/v2.0/token": tokens.api.routes["/token"], AZURE_ENDPOINT_PATH + "/providers/Microsoft.Insights/metrics": route}
@@ -428,7 +410,7 @@ SCENARIOS += [
             "CLOUDWATCH_ENDPOINT": "{api}", "AWS_REGION": AWS_REGION, "SAGEMAKER_ENDPOINT_NAME": SAGEMAKER_ENDPOINT,
             "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": AWS_KEYS["AKIAIOSFODNN7EXAMPLE"],
         },
-        cloudwatch_routes(LoopbackClock()),
+        cloudwatch_routes(),
         authenticated=False,  # signed, not bearer: the route verifies the signature with botocore
         method="POST",
         requests=cloudwatch_requests,
@@ -441,7 +423,7 @@ SCENARIOS += [
             "AZURE_SUBSCRIPTION_ID": "6b3f1c2e-8d4a-4e7b-9f21-0c5d7e8a9b13", "AZURE_RESOURCE_GROUP": "rg-inference-prod",
             "AZURE_ML_WORKSPACE": "mlw-inference-prod", "AZURE_ML_ENDPOINT_NAME": "llama3-chat",
         },
-        lambda config, fixtures: azure_routes(azure_token_server(), LoopbackClock())(config, fixtures),
+        lambda config, fixtures: azure_routes(azure_token_server())(config, fixtures),
         authenticated=False,  # a token from the loopback token endpoint, which the route checks
         method=None,  # the token request is a POST, the metrics request a GET
         requests=azure_requests,
@@ -678,7 +660,7 @@ def test_the_sagemaker_request_is_a_valid_get_metric_data_call_and_the_fixture_a
     from botocore.parsers import create_parser
     from botocore.validate import ParamValidator
 
-    poller, _, outcomes = poll_once(BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock()))
+    poller, _, outcomes = poll_once(BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes())
     poller.client.close()
     assert outcomes == [True]
     operation = botocore.session.get_session().get_service_model("cloudwatch").operation_model("GetMetricData")
@@ -694,7 +676,7 @@ def test_the_sagemaker_request_is_a_valid_get_metric_data_call_and_the_fixture_a
 def test_a_wrong_aws_secret_key_fails_the_sagemaker_poll_with_cloudwatchs_message(api, tmp_path, monkeypatch):
     wrong = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEY"
     poller, metrics, outcomes = poll_once(
-        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock()), AWS_SECRET_ACCESS_KEY=wrong,
+        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(), AWS_SECRET_ACCESS_KEY=wrong,
     )
     poller.client.close()
     assert outcomes == [False]
@@ -705,18 +687,18 @@ def test_a_wrong_aws_secret_key_fails_the_sagemaker_poll_with_cloudwatchs_messag
 
 def test_a_stale_window_is_rejected_and_fails_the_sagemaker_poll(api, tmp_path, monkeypatch):
     poller, metrics, outcomes = poll_once(
-        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(LoopbackClock(offset=600)),
+        BY_NAME["aws-sagemaker-cloudwatch"], api, tmp_path, monkeypatch, cloudwatch_routes(ahead=timedelta(minutes=10)),
     )
     poller.client.close()
     assert outcomes == [False]
     assert failures(metrics, poller.target.name, "api_error") == 1
-    assert "not within the last two minutes" in poller.status.last_error
+    assert "stale window" in poller.status.last_error
 
 
 def test_one_azure_token_serves_every_poll_of_its_lifetime(api, tmp_path, monkeypatch):
     tokens = azure_token_server()
     poller, _, outcomes = poll_once(
-        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()), times=3,
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens), times=3,
     )
     poller.client.close()
     assert outcomes == [True, True, True]
@@ -731,7 +713,7 @@ def test_one_azure_token_serves_every_poll_of_its_lifetime(api, tmp_path, monkey
 def test_a_revoked_azure_token_fails_one_poll_with_azures_message_and_the_next_poll_gets_a_new_token(api, tmp_path, monkeypatch):
     tokens = azure_token_server()
     poller, metrics, outcomes = poll_once(
-        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()),
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens),
     )
     try:
         assert outcomes == [True]
@@ -750,7 +732,7 @@ def test_a_bad_azure_client_secret_fails_the_poll_with_reason_auth(api, tmp_path
     secret = tmp_path / "wrong-secret"
     secret.write_text("not-the-client-secret\n")
     poller, metrics, outcomes = poll_once(
-        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock()),
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens),
         AZURE_CLIENT_SECRET_FILE=str(secret),
     )
     poller.client.close()
@@ -764,12 +746,12 @@ def test_a_bad_azure_client_secret_fails_the_poll_with_reason_auth(api, tmp_path
 def test_a_stale_timespan_is_rejected_and_fails_the_azure_poll(api, tmp_path, monkeypatch):
     tokens = azure_token_server()
     poller, metrics, outcomes = poll_once(
-        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, LoopbackClock(offset=600)),
+        BY_NAME["azure-ml-online-endpoint"], api, tmp_path, monkeypatch, azure_routes(tokens, ahead=timedelta(minutes=10)),
     )
     poller.client.close()
     assert outcomes == [False]
     assert failures(metrics, poller.target.name, "api_error") == 1
-    assert "not within the last two minutes" in poller.status.last_error
+    assert "stale window" in poller.status.last_error
 
 
 def test_a_torchserve_model_that_leaves_the_list_drops_its_series_at_once(api, tmp_path, monkeypatch):
