@@ -535,6 +535,17 @@ def test_the_golden_exposition_is_valid_prometheus_text_with_a_level_on_every_se
                 assert sample.labels["container"]
 
 
+EXCERPT = "## Output (excerpt of `expected.txt`)"
+EXCERPTED = [n for n in recipe_names() if (DOCS / f"{n}.md").exists() and EXCERPT in (DOCS / f"{n}.md").read_text()]
+
+
+@pytest.mark.parametrize("name", EXCERPTED)
+def test_every_line_a_recipe_page_shows_as_its_output_is_in_the_golden_exposition(name):
+    shown = (DOCS / f"{name}.md").read_text().split(EXCERPT, 1)[1].split("```", 2)[1].strip().splitlines()
+    golden = set((FIXTURES / name / "expected.txt").read_text().splitlines())
+    assert shown and [line for line in shown if line not in golden] == []
+
+
 @pytest.mark.parametrize("name", recipe_names())
 def test_promtool_finds_no_naming_problem_in_the_golden_exposition(name):
     promtool = require_tool("promtool")
