@@ -46,7 +46,7 @@ def test_check_lists_every_problem_and_exits_non_zero_without_a_traceback(tmp_pa
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()[1:]
     assert lines[:2] == ["  targets[0].url: must be an http:// or https:// URL, got 'nope'", "  targets[0].mappings: must not be empty"]
-    assert lines[2].startswith("  targets[0].colour: unknown key (valid here: name, url, method,")
+    assert lines[2].startswith("  targets[0].colour: unknown key (valid here: url, method,")
     assert len(lines) == 3
 
 

@@ -604,6 +604,183 @@ SCENARIOS += [
 BY_NAME = {s.recipe: s for s in SCENARIOS}
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Signed, windowed and discovered recipes: loopback APIs that verify what they are sent, and reject the rest
+# ---------------------------------------------------------------------------------------------------------------------
+
+AWS_KEYS = {"AKIAIOSFODNN7EXAMPLE": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}  # AWS's documented example key pair
+AWS_REGION = "eu-west-1"
+SAGEMAKER_ENDPOINT = "llama3-8b-chat"
+AZURE_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+AZURE_CLIENT_ID = "0b1f9e52-3c7a-4d7e-9a55-5e1f0c2d3b4a"
+AZURE_ENDPOINT_PATH = (
+    "/subscriptions/6b3f1c2e-8d4a-4e7b-9f21-0c5d7e8a9b13/resourceGroups/rg-inference-prod/providers/"
+    "Microsoft.MachineLearningServices/workspaces/mlw-inference-prod/onlineEndpoints/llama3-chat"
+)
+AZURE_METRICS = {"RequestsPerMinute", "RequestLatency", "RequestLatency_P50", "RequestLatency_P90", "RequestLatency_P95", "RequestLatency_P99"}
+
+
+def whole_minutes_verdict(start: Optional[datetime], end: Optional[datetime], ahead: timedelta) -> Verdict:
+    """window_verdict by a loopback clock `ahead` of the real one (a test moves it on to make a window stale), and the
+    window on whole minutes, as the recipes align it."""
+    if start is not None and end is not None and (start.second or end.second):
+        return Verdict(False, f"the window {start:%H:%M:%S}-{end:%H:%M:%S} is not on whole minutes")
+    return window_verdict(start, end, datetime.now(timezone.utc) + ahead)
+
+
+def cloudwatch_routes(ahead: timedelta = timedelta(0)) -> Callable[[Config, Path], dict[str, Route]]:
+    """CloudWatch's JSON protocol on loopback: the operation header, SigV4 re-signed by botocore (service `monitoring`,
+    within 5 minutes), the queries the fixture answers, and the window; errors shaped as AWS's ({"__type", "message"})."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        answer = (fixtures / "get-metric-data.json").read_bytes()
+        ids = {r["Id"] for r in orjson.loads(answer)["MetricDataResults"]}
+
+        def error(kind: str, message: str, status: int = 400) -> Reply:
+            return Reply({"__type": kind, "message": message}, status, {"Content-Type": "application/x-amz-json-1.0"})
+
+        def route(request: Request) -> Reply:
+            if (request.method, request.headers.get("x-amz-target"), request.headers.get("content-type")) != (
+                "POST", "GraniteServiceVersion20100801.GetMetricData", "application/x-amz-json-1.0"
+            ):
+                return error("com.amazon.coral.service#UnknownOperationException", "not a GetMetricData request")
+            fields = sigv4_fields(request.headers)
+            if fields is None or fields["access_key"] not in AWS_KEYS:
+                return error("com.amazon.coral.service#UnrecognizedClientException", "The security token included in the request is invalid.")
+            signed_at = datetime.strptime(request.headers.get("x-amz-date", ""), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            if abs(time.time() - signed_at.timestamp()) > 300:
+                return error("com.amazon.coral.service#InvalidSignatureException", "Signature expired")
+            if not verify_sigv4(request.method, request_url(request), request.headers, request.body, AWS_KEYS[fields["access_key"]], AWS_REGION, "monitoring"):
+                return error(
+                    "com.amazon.coral.service#InvalidSignatureException",
+                    "The request signature we calculated does not match the signature you provided.",
+                )
+            body = orjson.loads(request.body)
+            asked = {q["Id"] for q in body["MetricDataQueries"]}
+            dimensions = {(d["Name"], d["Value"]) for q in body["MetricDataQueries"] for d in q["MetricStat"]["Metric"]["Dimensions"]}
+            if asked != ids or dimensions != {("EndpointName", SAGEMAKER_ENDPOINT), ("VariantName", "AllTraffic")}:
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"unexpected queries {sorted(asked)} {sorted(dimensions)}")
+            window = whole_minutes_verdict(_epoch(body.get("StartTime")), _epoch(body.get("EndTime")), ahead)
+            if not window:  # stricter than CloudWatch, which would answer an old window with old points
+                return error("com.amazonaws.cloudwatch#InvalidParameterValueException", f"loopback: {window.reason}")
+            return Reply(answer, headers={"Content-Type": "application/x-amz-json-1.0"})
+
+        return {"/": route}
+
+    return routes
+
+
+def azure_token_server() -> OAuth2TokenServer:
+    """Microsoft Entra ID's token endpoint: OAuth2TokenServer's handler, served at the tenant's path by the same loopback
+    server as the API (the recipe's AZURE_AUTHORITY_HOST and AZURE_MANAGEMENT_URL both point there)."""
+    tokens = OAuth2TokenServer(AZURE_CLIENT_ID, TOKEN, expires_in=3599)
+    tokens.api.httpd.server_close()  # its own socket is not used: its handler is mounted on the recipe's loopback API
+    return tokens
+
+
+def azure_routes(tokens: OAuth2TokenServer, ahead: timedelta = timedelta(0)) -> Callable[[Config, Path], dict[str, Route]]:
+    """Azure Monitor Metrics - List on loopback: only tokens the token endpoint issued, the query the fixture answers,
+    and the timespan; errors shaped as Azure's ({"error": {"code", "message"}}, {"code", "message"})."""
+
+    def routes(config: Config, fixtures: Path) -> dict[str, Route]:
+        answer = (fixtures / "metrics.json").read_bytes()
+
+        def route(request: Request) -> Reply:
+            if not tokens.accepts(request.headers.get("authorization", "")):
+                return Reply({"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}, 401,
+                             {"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/", error="invalid_token"'})
+            query = request.query
+            if (query.get("api-version"), query.get("aggregation"), query.get("interval"), query.get("$filter")) != (
+                "2023-10-01", "Average", "PT1M", "deployment eq '*'"
+            ) or set(query.get("metricnames", "").split(",")) != AZURE_METRICS:
+                return Reply({"code": "BadRequest", "message": f"unexpected query {query}"}, 400)
+            start, _, end = query.get("timespan", "").partition("/")
+            window = whole_minutes_verdict(_rfc3339(start), _rfc3339(end), ahead)
+            if not window:
+                return Reply({"code": "BadRequest", "message": f"loopback: {window.reason}"}, 400)
+            return Reply(answer)
+
+        return {f"/{AZURE_TENANT}/oauth2/v2.0/token": tokens.api.routes["/token"], AZURE_ENDPOINT_PATH + "/providers/Microsoft.Insights/metrics": route}
+
+    return routes
+
+
+TORCHSERVE_MODELS = ["bert-base-ner", "llama2-7b-chat", "resnet-18"]
+
+
+def torchserve_routes(config: Config, fixtures: Path) -> dict[str, Route]:
+    """TorchServe's management API: GET /models in pages (`next_page_token`), GET /models/{name} for each model."""
+    pages = {None: (fixtures / "models-page-1.json").read_bytes(), "2": (fixtures / "models-page-2.json").read_bytes()}
+
+    def models(request: Request) -> Reply:
+        page = pages.get(request.query.get("next_page_token"))
+        if page is None or request.query.get("limit") != "2":
+            return Reply({"code": 400, "type": "BadRequestException", "message": "Invalid next_page_token"}, 400)
+        return Reply(page)
+
+    routes: dict[str, Route] = {"/models": models}
+    for name in TORCHSERVE_MODELS:
+        routes[f"/models/{name}"] = _file_route(fixtures / f"describe-{name}.json")
+    return routes
+
+
+def torchserve_requests(requests: list[Request]) -> None:
+    """Two list pages (the second asked for with the first's token), then one describe request per listed model."""
+    listed = [r for r in requests if r.path == "/models"]
+    assert [r.query.get("next_page_token") for r in listed] == [None, "2"]
+    assert sorted(r.path for r in requests if r.path != "/models") == [f"/models/{name}" for name in TORCHSERVE_MODELS]
+
+
+def azure_requests(requests: list[Request]) -> None:
+    """One token request (a form POST to the tenant's endpoint), then one GET of the metrics with that token."""
+    assert [(r.method, r.path) for r in requests] == [
+        ("POST", f"/{AZURE_TENANT}/oauth2/v2.0/token"), ("GET", AZURE_ENDPOINT_PATH + "/providers/Microsoft.Insights/metrics"),
+    ]
+    assert requests[1].headers["authorization"].startswith("Bearer at-")
+
+
+def cloudwatch_requests(requests: list[Request]) -> None:
+    """One signed GetMetricData request (the route verified signature, queries and window)."""
+    assert len(requests) == 1
+    assert sigv4_fields(requests[0].headers)["service"] == "monitoring"  # type: ignore[index]
+
+
+SCENARIOS += [
+    Scenario(
+        "aws-sagemaker-cloudwatch",
+        {
+            "CLOUDWATCH_ENDPOINT": "{api}", "AWS_REGION": AWS_REGION, "SAGEMAKER_ENDPOINT_NAME": SAGEMAKER_ENDPOINT,
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": AWS_KEYS["AKIAIOSFODNN7EXAMPLE"],
+        },
+        cloudwatch_routes(),
+        authenticated=False,  # signed, not bearer: the route verifies the signature with botocore
+        method="POST",
+        requests=cloudwatch_requests,
+    ),
+    Scenario(
+        "azure-ml-online-endpoint",
+        {
+            "AZURE_MANAGEMENT_URL": "{api}", "AZURE_AUTHORITY_HOST": "{api}", "AZURE_TENANT_ID": AZURE_TENANT,
+            "AZURE_CLIENT_ID": AZURE_CLIENT_ID, "AZURE_CLIENT_SECRET_FILE": "{token_file}",
+            "AZURE_SUBSCRIPTION_ID": "6b3f1c2e-8d4a-4e7b-9f21-0c5d7e8a9b13", "AZURE_RESOURCE_GROUP": "rg-inference-prod",
+            "AZURE_ML_WORKSPACE": "mlw-inference-prod", "AZURE_ML_ENDPOINT_NAME": "llama3-chat",
+        },
+        lambda config, fixtures: azure_routes(azure_token_server())(config, fixtures),
+        authenticated=False,  # a token from the loopback token endpoint, which the route checks
+        method=None,  # the token request is a POST, the metrics request a GET
+        requests=azure_requests,
+    ),
+    Scenario(
+        "torchserve-discovery",
+        {"TORCHSERVE_MANAGEMENT_URL": "{api}", "TORCHSERVE_KEY_FILE": "{token_file}", "TORCHSERVE_PAGE_SIZE": "2"},
+        torchserve_routes,
+        requests=torchserve_requests,
+        bad_values={"torchserve": 3},  # llama2-7b-chat's worker 9003: "failed to obtained gpu usage"
+    ),
+]
+BY_NAME = {s.recipe: s for s in SCENARIOS}
+
+
 def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
@@ -698,6 +875,17 @@ def test_the_golden_exposition_is_valid_prometheus_text_with_a_level_on_every_se
                 assert sample.labels["pod"]
             if level == "container":
                 assert sample.labels["container"]
+
+
+EXCERPT = "## Output (excerpt of `expected.txt`)"
+EXCERPTED = [n for n in recipe_names() if (DOCS / f"{n}.md").exists() and EXCERPT in (DOCS / f"{n}.md").read_text()]
+
+
+@pytest.mark.parametrize("name", EXCERPTED)
+def test_every_line_a_recipe_page_shows_as_its_output_is_in_the_golden_exposition(name):
+    shown = (DOCS / f"{name}.md").read_text().split(EXCERPT, 1)[1].split("```", 2)[1].strip().splitlines()
+    golden = set((FIXTURES / name / "expected.txt").read_text().splitlines())
+    assert shown and [line for line in shown if line not in golden] == []
 
 
 @pytest.mark.parametrize("name", recipe_names())
