@@ -2,7 +2,8 @@
 
     python bench/bridge_server.py --config bench.yaml [--interval 5] [--timeout 4]
 
-It serves /metrics on a free loopback port, prints `{"port": ..., "pid": ...}`, then answers one JSON command a line on
+It serves /metrics on a free loopback port (and the same app on the old wsgiref server, `bench/legacy_server.py`, on
+another: `legacy_port`), prints `{"port": ..., "legacy_port": ..., "pid": ...}`, then answers one JSON command a line on
 standard input with one JSON line on standard output:
 
     {"cmd": "poll", "rounds": 3}    poll every target in turn, `rounds` times, on this thread, before the scheduler runs:
@@ -37,6 +38,7 @@ from exporter.logsetup import configure_logging  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
 from exporter.store import Snapshot  # noqa: E402
 from exporter.server import MetricsServer, create_app  # noqa: E402
+from legacy_server import LegacyServer  # noqa: E402
 
 
 def memory() -> dict[str, int]:
@@ -134,8 +136,10 @@ def main() -> int:
         t.name: Poller(t.model_copy(update={"stale_after": 24 * 3600.0}), bridge.store, bridge.metrics, bridge.stop_event)
         for t in config.targets
     }
-    server = MetricsServer(create_app(bridge), "127.0.0.1", 0).start()
-    print(orjson.dumps({"port": server.port, "pid": os.getpid(), **memory()}).decode(), flush=True)
+    app = create_app(bridge)
+    server = MetricsServer(app, "127.0.0.1", 0).start()
+    legacy = LegacyServer(app, "127.0.0.1", 0).start()
+    print(orjson.dumps({"port": server.port, "legacy_port": legacy.port, "pid": os.getpid(), **memory()}).decode(), flush=True)
     for line in sys.stdin:
         command = orjson.loads(line)
         cmd = command.get("cmd")
@@ -160,6 +164,7 @@ def main() -> int:
     if bridge.started:
         bridge.stop(5.0)
     server.close()
+    legacy.close()
     return 0
 
 

@@ -274,6 +274,9 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         expect = out["series"]
         out["scrape_plain"] = scrape_series(port, False, plan.scrapes, expect)
         out["scrape_gzip"] = scrape_series(port, True, plan.scrapes, expect)
+        if concurrent:  # the same app and snapshots on the old server (bench/legacy_server.py), for comparison
+            out["legacy_plain"] = scrape_series(bridge.hello["legacy_port"], False, plan.scrapes, expect)
+            out["legacy_gzip"] = scrape_series(bridge.hello["legacy_port"], True, plan.scrapes, expect)
         exposition = work / f"exposition-{series}.txt"
         body = scrape(port, False).body
         exposition.write_bytes(b"".join(line + b"\n" for line in body.split(b"\n") if line.startswith((b"# HELP inference_", b"# TYPE inference_", b"inference_"))))
@@ -282,6 +285,7 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
             before = self_metrics(port)
             bridge.ask({"cmd": "start"})
             out["concurrent"] = concurrent_scrapes(port, plan.concurrent_scrapers, plan.concurrent_seconds, expect)
+            out["legacy_concurrent"] = concurrent_scrapes(bridge.hello["legacy_port"], plan.concurrent_scrapers, plan.concurrent_seconds, expect)
             after = self_metrics(port)
             count = lambda m, name: sum(v for labels, v in m.get(name, []) if labels.get("target") != "services")  # noqa: E731
             out["concurrent"]["polls"] = count(after, "metrics_bridge_poll_success_total") - count(before, "metrics_bridge_poll_success_total")
@@ -427,6 +431,13 @@ class Report:
         errors = conc.get("errors", 0) + sum(s["scrape_plain"]["errors"] + s["scrape_gzip"]["errors"] for s in self.sizes)
         gzip_p99 = conc.get("gzip_p50_p99", [math.nan, math.nan])[1]
         plain_p99 = conc.get("plain_p50_p99", [math.nan, math.nan])[1]
+        legacy = top.get("legacy_concurrent")
+        regressions = []
+        if legacy and conc:
+            for kind in ("plain_p50_p99", "gzip_p50_p99"):
+                for q, new, old in zip(("p50", "p99"), conc[kind], legacy[kind]):
+                    if not new <= old * 1.25 + 0.005:
+                        regressions.append(f"{kind[:-8]} {q} {new * 1000:.0f} vs {old * 1000:.0f} ms")
         self.checks = [
             Check("scrape p50, uncompressed" + at, "≤ 50 ms", f"{plain * 1000:.1f} ms", plain <= 0.050),
             Check("scrape p50 vs generate_latest" + at, "≥ 20× faster", f"{speedup:.0f}× faster", speedup >= 20),
@@ -449,6 +460,11 @@ class Report:
             Check(f"healthy polls skipped ({sched['targets']} targets)", "0", str(sched["skipped"]), sched["skipped"] == 0),
             Check(f"scrape errors ({conc.get('scrapers', 0)} concurrent scrapers + sequential)", "0", str(errors), errors == 0),
         ]
+        if legacy:
+            self.checks.append(Check(
+                f"uvicorn vs the old wsgiref server, {conc['scrapers']} concurrent scrapers" + at, "no regression (≤ 1.25× + 5 ms)",
+                "; ".join(regressions) or "none", not regressions,
+            ))
 
     def table(self) -> str:
         """The PASS/FAIL table (Markdown, readable as plain text)."""
@@ -473,6 +489,27 @@ class Report:
                 f"| {s['baseline_plain']['p50'] * 1000:.0f} / {s['baseline_gzip']['p50'] * 1000:.0f} ms "
                 f"| {s['baseline_generate_latest'] / p['p50']:.0f}× | {s['rss_peak'] / MiB:.0f} MiB "
                 f"| {s['bytes_per_series']:.0f} |"
+            )
+        return "\n".join(rows)
+
+    def servers(self) -> str:
+        """The HTTP server now (uvicorn) beside the one before (wsgiref, a thread per connection), same app (Markdown)."""
+        top = self.sizes[-1]
+        if "legacy_concurrent" not in top:
+            return ""
+        ms = lambda pair: f"{pair[0] * 1000:.1f} / {pair[1] * 1000:.1f} ms"  # noqa: E731
+        rows = [
+            f"| server ({top['series']:,} series) | sequential plain p50 / p99 | sequential gzip p50 / p99 "
+            f"| {top['concurrent']['scrapers']} concurrent: plain p50 / p99 | gzip p50 / p99 | scrapes | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, plain, gz, conc in (
+            ("uvicorn + a2wsgi (now)", top["scrape_plain"], top["scrape_gzip"], top["concurrent"]),
+            ("wsgiref, thread per connection (before)", top["legacy_plain"], top["legacy_gzip"], top["legacy_concurrent"]),
+        ):
+            rows.append(
+                f"| {name} | {ms((plain['p50'], plain['p99']))} | {ms((gz['p50'], gz['p99']))} | {ms(conc['plain_p50_p99'])} "
+                f"| {ms(conc['gzip_p50_p99'])} | {conc['scrapes']} | {conc['errors']} |"
             )
         return "\n".join(rows)
 
@@ -609,6 +646,10 @@ Targets from issue 7, judged at the largest size run:
 
 {report.other()}
 
+The HTTP server before and after (the same app and snapshots in the same process, one after the other):
+
+{report.servers()}
+
 Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s stages; medians, summed over targets):
 
 {report.stages()}
@@ -701,6 +742,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(report.detail())
     print()
     print(report.other())
+    print()
+    print(report.servers())
     print()
     print(report.stages())
     print(f"\nwrote {results} and {out / 'results.png'}")

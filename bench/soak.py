@@ -199,7 +199,7 @@ def run(minutes: float, scrape_every: float, interval: float) -> tuple[bool, str
     log_path = work / "bridge.log"
     log = open(log_path, "w")
     bridge = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "run", "--config", str(config_path), "--listen", f"127.0.0.1:{port}", "--log-level", "warning"],
+        [sys.executable, "-m", "exporter", "run", "--config", str(config_path), f"--web.listen-address=127.0.0.1:{port}", "--log-level", "warning"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
     )
     stop = threading.Event()

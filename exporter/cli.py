@@ -19,6 +19,7 @@ from .collector import render_exposition
 from .config import Config, ConfigError, load_config, parse_config
 from .logsetup import configure_logging
 from .mapping import MappingError
+from .httpserver import DEFAULT_MAX_REQUESTS, Limits, raise_open_files_limit
 from .memory import limit_arenas
 from .server import MetricsServer, create_app, parse_listen
 from .webconfig import Authenticator, load_web_config
@@ -54,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file (env METRICS_BRIDGE_CONFIG)",
     )
     serve = argparse.ArgumentParser(add_help=False)
-    serve.add_argument("--listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve /metrics on")
-    serve.add_argument("--web-config-file", default=None, help="YAML with tls_server_config and basic_auth_users (bcrypt) for every endpoint but /healthz")
+    serve.add_argument("--web.listen-address", "--listen", dest="listen", default=DEFAULT_LISTEN, help="HOST:PORT to serve on (--listen is an older alias)")
+    serve.add_argument(
+        "--web.config.file", "--web-config-file", dest="web_config_file", default=None,
+        help="YAML with tls_server_config and basic_auth_users (bcrypt) for every endpoint but /healthz (--web-config-file is an older alias)",
+    )
+    serve.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics", help="path under which to expose metrics")
+    serve.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true", help="enable POST /-/reload (off: 403)")
+    serve.add_argument(
+        "--web.max-requests", dest="max_requests", type=int, default=DEFAULT_MAX_REQUESTS,
+        help="maximum requests in flight; past it HTTP 503 (0: no limit)",
+    )
     serve.add_argument("--shutdown-grace", type=float, default=10.0, help="seconds in-flight polls get to finish on SIGTERM")
 
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -169,7 +179,11 @@ def serve_bridge(
     """
     limit_arenas(2)  # what MALLOC_ARENA_MAX=2 does in the image, for `run` started any other way
     listen, grace = args.listen, args.shutdown_grace
-    host, port = parse_listen(listen)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as error:
+        print(f"metrics-bridge: --web.listen-address: {error}", file=sys.stderr)
+        return 2
     ssl_context = None
     authenticator = None
     if args.web_config_file:
@@ -182,8 +196,13 @@ def serve_bridge(
             return 1
         ssl_context = web.ssl_context()
         authenticator = Authenticator(web.basic_auth_users)
+    if not args.telemetry_path.startswith("/") or args.max_requests < 0:
+        print("metrics-bridge: --web.telemetry-path must start with / and --web.max-requests be 0 or more", file=sys.stderr)
+        return 2
+    raise_open_files_limit()
+    app = create_app(bridge, config_path, authenticator, lifecycle=args.enable_lifecycle, telemetry_path=args.telemetry_path)
     try:
-        server = MetricsServer(create_app(bridge, config_path, authenticator), host, port, ssl_context)
+        server = MetricsServer(app, host, port, ssl_context, Limits(max_requests=args.max_requests))
     except OSError as error:
         log.error("cannot listen on %s: %s", listen, error.strerror or error)
         return 1
@@ -195,7 +214,10 @@ def serve_bridge(
     except ConfigError:
         server.close()
         raise
-    log.info("serving metrics on %s://%s:%d/metrics%s", "https" if ssl_context else "http", host, server.port, " (basic auth)" if authenticator and authenticator.enabled else "")
+    log.info(
+        "serving metrics on %s://%s:%d%s%s", "https" if ssl_context else "http", host, server.port, args.telemetry_path,
+        " (basic auth)" if authenticator and authenticator.enabled else "",
+    )
     received = wait_for_stop_signal(bridge, config_path)
     log.info("%s received: stopping (in-flight polls get up to %gs)", received, grace)
     finished = bridge.stop(grace)

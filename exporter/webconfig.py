@@ -1,4 +1,4 @@
-"""Web config (`--web-config-file`): TLS and bcrypt basic auth for the HTTP endpoints, as in exporter-toolkit.
+"""Web config (`--web.config.file`): TLS and bcrypt basic auth for the HTTP endpoints, as in exporter-toolkit.
 
     tls_server_config:
       cert_file: /etc/metrics-bridge/tls.crt
@@ -13,19 +13,35 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
+import re
+import secrets
 import ssl
 import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
 
 import bcrypt
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator
 
 from .config import ConfigError, _problems
 
 __all__ = ["WebConfig", "load_web_config", "Authenticator"]
+
+_BCRYPT = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+MAX_PASSWORD_BYTES = 72  # bcrypt's limit; a longer password can never match (bcrypt 5 raises; older ones truncate)
+
+
+def _bcrypt_hash(value: str) -> str:
+    """A well-formed bcrypt hash (`$2b$<cost>$<53 characters>`, cost 4-31)."""
+    match = _BCRYPT.fullmatch(value)
+    if not match or not 4 <= int(match.group(1)) <= 31:
+        raise ValueError("not a bcrypt hash: want $2b$<cost 04-31>$<53 characters> (htpasswd -nBC 12 \"\" | tr -d ':\\n')")
+    return value
+
+
+BcryptHash = Annotated[str, AfterValidator(_bcrypt_hash)]
 
 
 class TLSServerConfig(BaseModel):
@@ -52,15 +68,7 @@ class WebConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tls_server_config: Optional[TLSServerConfig] = None
-    basic_auth_users: dict[str, str] = {}
-
-    @field_validator("basic_auth_users")
-    @classmethod
-    def _bcrypt_hashes(cls, users: dict[str, str]) -> dict[str, str]:
-        bad = [name for name, hashed in users.items() if not str(hashed).startswith(("$2a$", "$2b$", "$2y$"))]
-        if bad:
-            raise ValueError(f"passwords must be bcrypt hashes ($2b$...): not for {', '.join(sorted(bad))}")
-        return users
+    basic_auth_users: dict[str, BcryptHash] = {}
 
     def ssl_context(self) -> Optional[ssl.SSLContext]:
         """A server-side TLS context, or None when TLS is off."""
@@ -95,12 +103,22 @@ def load_web_config(path: Union[str, Path]) -> WebConfig:
 
 
 class Authenticator:
-    """Checks `Authorization: Basic` headers against bcrypt hashes, caching successful checks (bcrypt is slow)."""
+    """Checks `Authorization: Basic` headers against bcrypt hashes, as exporter-toolkit does.
 
-    def __init__(self, users: dict[str, str]) -> None:
+    bcrypt runs behind one lock (32 clients guessing cost one core, not 32), an unknown user is checked against a
+    dummy hash of the same cost (answered no faster than a wrong password: no user enumeration), and outcomes are
+    kept in two bounded caches keyed by a digest of user, password and hash: successes (a scraper's repeated check
+    costs no bcrypt) and failures apart, so a flood of wrong passwords cannot evict the scraper's entry.
+    """
+
+    def __init__(self, users: dict[str, str], cache_size: int = 256) -> None:
         self.users = users
-        self._verified: set[bytes] = set()
-        self._lock = threading.Lock()
+        self.cache_size = cache_size
+        self._cache: dict[bool, OrderedDict[bytes, None]] = {True: OrderedDict(), False: OrderedDict()}
+        self._cache_lock = threading.Lock()
+        self._bcrypt_lock = threading.Lock()
+        cost = max((int(h[4:6]) for h in users.values() if _BCRYPT.fullmatch(h)), default=4)
+        self.dummy_hash = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode() if users else ""
 
     @property
     def enabled(self) -> bool:
@@ -117,15 +135,27 @@ class Authenticator:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
+        secret = password.encode()
+        if len(secret) > MAX_PASSWORD_BYTES:
+            return False
         hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(f"{user}\0{password}\0{hashed}".encode()).digest()
-        with self._lock:
-            if any(hmac.compare_digest(key, known) for known in self._verified):
-                return True
-        if not bcrypt.checkpw(password.encode(), hashed.encode()):
-            return False
-        with self._lock:
-            self._verified.add(key)
-        return True
+        known = hashed is not None
+        hashed = hashed if known else self.dummy_hash
+        key = hashlib.sha256(b"\0".join((user.encode(), secret, hashed.encode()))).digest()
+        with self._cache_lock:
+            for outcome, cache in self._cache.items():
+                if key in cache:
+                    cache.move_to_end(key)
+                    return outcome
+        with self._bcrypt_lock:
+            try:
+                matched = bcrypt.checkpw(secret, hashed.encode())
+            except ValueError:  # a hash bcrypt cannot read (the web config validates them, so not expected)
+                matched = False
+        allowed = known and matched
+        with self._cache_lock:
+            cache = self._cache[allowed]
+            cache[key] = None
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return allowed

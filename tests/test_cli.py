@@ -84,7 +84,7 @@ def test_help_shows_defaults():
     result = cli("run", "--help")
     assert "(default: 0.0.0.0:9877)" in result.stdout
     assert "--log-format {text,json}" in result.stdout
-    assert "--total-shards" in result.stdout and "--web-config-file" in result.stdout
+    assert "--total-shards" in result.stdout and "--web.config.file" in result.stdout and "--web.listen-address" in result.stdout
 
 
 class Process:
@@ -93,7 +93,7 @@ class Process:
     def __init__(self, *args, env=None):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter", *args, "--listen", f"127.0.0.1:{self.port}"],
+            [sys.executable, "-m", "exporter", *args, f"--web.listen-address=127.0.0.1:{self.port}"],
             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
         self.url = f"http://127.0.0.1:{self.port}"
@@ -264,3 +264,16 @@ def test_reset_and_timed_out_polls_log_only_json_lines(api, tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][:5]
     assert "Traceback" not in err
+
+
+def test_the_web_flags_take_exporter_toolkit_spellings_and_keep_the_old_ones_as_aliases():
+    from exporter.cli import build_parser
+
+    documented = build_parser().parse_args([
+        "run", "--config", "c.yml", "--web.listen-address=127.0.0.1:1", "--web.config.file=w.yml",
+        "--web.telemetry-path=/m", "--web.enable-lifecycle", "--web.max-requests=7",
+    ])
+    assert (documented.listen, documented.web_config_file, documented.telemetry_path) == ("127.0.0.1:1", "w.yml", "/m")
+    assert documented.enable_lifecycle is True and documented.max_requests == 7
+    old = build_parser().parse_args(["run", "--config", "c.yml", "--listen", "127.0.0.1:2", "--web-config-file", "v.yml"])
+    assert (old.listen, old.web_config_file, old.telemetry_path, old.enable_lifecycle, old.max_requests) == ("127.0.0.1:2", "v.yml", "/metrics", False, 40)

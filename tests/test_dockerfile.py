@@ -334,7 +334,7 @@ def free_port() -> int:
 def test_the_built_venv_serves_healthz_and_stops_cleanly_on_sigterm(built_venv: Path, stages: list[Stage], tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        ["metrics-bridge", "demo", "--pods", "2", f"--listen=127.0.0.1:{port}", "--api-listen=127.0.0.1:0"],
+        ["metrics-bridge", "demo", "--pods", "2", f"--web.listen-address=127.0.0.1:{port}", "--api-listen=127.0.0.1:0"],
         env=runtime_env(stages, built_venv), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:

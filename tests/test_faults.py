@@ -618,7 +618,7 @@ def test_every_fault_at_once_leaves_the_process_up_serving_the_healthy_target_an
     url = f"http://127.0.0.1:{port}"
     with open(tmp_path / "stderr.log", "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "run", "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "exporter", "run", "--config", str(config), f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=stderr, cwd=ROOT,
         )
     try:
@@ -771,7 +771,7 @@ def test_a_bad_config_through_reload_keeps_the_running_config(config, problems, 
     good = config_text(target("healthy", servers.api.url("/healthy")))
     path.write_text(good)
     bridge = Bridge(parse_config(good), process_metrics=False)
-    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    server = MetricsServer(create_app(bridge, str(path), lifecycle=True), "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{server.port}"
     try:
         bridge.start(schedule=False)
@@ -934,7 +934,7 @@ def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(s
     outputs: dict[str, str] = {}
 
     bridge = Bridge(config, process_metrics=False)
-    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    server = MetricsServer(create_app(bridge, str(path), lifecycle=True), "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{server.port}"
     try:
         bridge.start(schedule=False)

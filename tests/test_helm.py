@@ -285,6 +285,8 @@ def test_probes_and_service_reach_the_metrics_port(scenario: str) -> None:
     assert bridge["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
     listen = build_parser().parse_args(pod_args(bridge, pod_env(bridge))).listen
     assert listen.endswith(":9877")
+    assert "--web.listen-address=0.0.0.0:9877" in bridge["args"]  # the documented spelling, not the alias
+    assert not any(arg.startswith(("--listen", "--web-config-file")) for arg in bridge["args"])
     service = one(objects, "Service")
     pod_labels = workload(objects)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -536,6 +538,7 @@ def test_web_config_mounts_its_secret_and_passes_the_flag() -> None:
     bridge = container(objects)
     args = build_parser().parse_args(pod_args(bridge, pod_env(bridge)))
     assert args.web_config_file == "/etc/metrics-bridge/web/web-config.yml"
+    assert "--web.config.file=/etc/metrics-bridge/web/web-config.yml" in bridge["args"]
     mount = next(m for m in bridge["volumeMounts"] if m["mountPath"] == "/etc/metrics-bridge/web")
     volume = next(v for v in workload(objects)["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["secretName"] == "metrics-bridge-web" and mount["readOnly"] is True

@@ -133,7 +133,7 @@ def start_demo() -> tuple[Process, str, str]:
     """`metrics-bridge demo` on free loopback ports, polling every second; returns it, its metrics address, API base."""
     demo = Process.start(
         "metrics-bridge demo",
-        [sys.executable, "-m", "exporter", "demo", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
+        [sys.executable, "-m", "exporter", "demo", "--web.listen-address", "127.0.0.1:0", "--api-listen", "127.0.0.1:0",
          "--interval", "1", "--pods", str(DEMO_PODS)],
         REPO,
     )

@@ -82,7 +82,7 @@ def test_reload_over_http_applies_a_good_config_and_refuses_a_bad_one(api, run_b
     path = tmp_path / "config.yaml"
     path.write_text(pods_config(api))
     bridge = Bridge(parse_config(path.read_text()), registry=None, process_metrics=False)
-    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    server = MetricsServer(create_app(bridge, str(path), lifecycle=True, reload_spacing=0), "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{server.port}"
     try:
         bridge.start(schedule=False)
@@ -109,7 +109,7 @@ def test_unknown_paths_are_404():
     server = MetricsServer(create_app(bridge), "127.0.0.1", 0).start()
     try:
         assert requests.get(f"http://127.0.0.1:{server.port}/nope", timeout=5).status_code == 404
-        assert requests.post(f"http://127.0.0.1:{server.port}/-/reload", timeout=5).status_code == 404
+        assert requests.post(f"http://127.0.0.1:{server.port}/-/reload", timeout=5).status_code == 403
     finally:
         server.close()
 
@@ -180,7 +180,7 @@ def test_a_web_config_with_plain_passwords_or_unknown_keys_is_rejected(tmp_path)
     with pytest.raises(ConfigError) as caught:
         load_web_config(path)
     assert caught.value.problems == [
-        "basic_auth_users: passwords must be bcrypt hashes ($2b$...): not for prom",
+        "basic_auth_users.prom: not a bcrypt hash: want $2b$<cost 04-31>$<53 characters> (htpasswd -nBC 12 \"\" | tr -d ':\\n')",
         "tls_config: unknown key",
     ]
 
@@ -194,7 +194,7 @@ def test_reloads_good_and_bad_never_leave_a_gap_for_concurrent_scrapers(api, tmp
     base = pods_config(api)
     path.write_text(base)
     bridge = Bridge(parse_config(base), process_metrics=False)
-    server = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    server = MetricsServer(create_app(bridge, str(path), lifecycle=True, reload_spacing=0), "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{server.port}"
     bridge.start(schedule=False)
     bridge.poll_now("pods")
@@ -284,4 +284,248 @@ def test_the_metrics_server_accepts_a_burst_of_connections_without_dropping_any(
     finally:
         for sock in sockets:
             sock.close()
-        server.httpd.server_close()
+        server.close()
+
+
+# ------------------------------------------------------------------------------------------ the edge: hostile clients
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from exporter.httpserver import raise_open_files_limit  # noqa: E402
+
+from fakeapi import wait_until  # noqa: E402
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmHWM (bytes) and Threads of a process, from /proc."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0]) * 1024
+        elif key == "Threads":
+            out[key] = int(value)
+    return out
+
+
+class BridgeProcess:
+    """`metrics-bridge run` in a subprocess on a free port, its stderr written to a file."""
+
+    def __init__(self, config: str, tmp_path: Path, *args: str) -> None:
+        path = tmp_path / "config.yaml"
+        path.write_text(config)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.stderr_path = tmp_path / "stderr.log"
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exporter", "run", "--config", str(path), f"--web.listen-address=127.0.0.1:{self.port}", *args],
+            stdout=subprocess.DEVNULL, stderr=self._stderr,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_until(self._answers, timeout=20)
+
+    def _answers(self) -> bool:
+        try:
+            return requests.get(self.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> str:
+        """SIGTERM, wait, and return what it wrote on stderr."""
+        self.proc.terminate()
+        self.proc.wait(30)
+        self._stderr.close()
+        return self.stderr_path.read_text(errors="replace")
+
+
+def blocking_app(release: threading.Event, entered: list):
+    """A WSGI app whose `/slow` holds its request until `release` is set."""
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/slow":
+            entered.append(1)
+            release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+        return [b"ok\n"]
+
+    return app
+
+
+def test_huge_header_streams_from_150_clients_are_refused_and_memory_stays_bounded(api, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    bridge = BridgeProcess(pods_config(api), tmp_path)
+    header = b"X-Big: " + b"a" * (64 * 1024 - 9) + b"\r\n"
+    answers: list[bytes] = []
+
+    def flood() -> None:
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
+            try:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                for _ in range(99):
+                    sock.sendall(header)
+            except OSError:
+                pass  # refused mid-stream: the server closed the connection
+            try:
+                answers.append(sock.recv(64))
+            except OSError:
+                answers.append(b"")
+
+    try:
+        threads = [threading.Thread(target=flood) for _ in range(150)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        status = proc_status(bridge.proc.pid)
+        assert requests.get(bridge.url + "/metrics", timeout=5).status_code == 200
+    finally:
+        stderr = bridge.stop()
+    assert len(answers) == 150 and not any(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+    assert sum(answer.startswith(b"HTTP/1.1 400") for answer in answers) > 0
+    assert status["VmHWM"] < 300 * 1024 * 1024, f"peak RSS {status['VmHWM'] / 2**20:.0f} MiB"
+    assert "Traceback" not in stderr
+
+
+def test_500_slowloris_sockets_hold_no_threads_and_a_scrape_is_answered_within_a_second(api, tmp_path):
+    raise_open_files_limit()
+    api.routes["/pods"] = Reply(pods("a"))
+    bridge = BridgeProcess(pods_config(api), tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        for i in range(500):
+            sock = socket.create_connection(("127.0.0.1", bridge.port), timeout=5)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow-%d: " % i)
+            sockets.append(sock)
+        for sock in sockets:  # one more byte each: the heads are still open, nothing has been answered
+            sock.sendall(b"a")
+        started = time.monotonic()
+        response = requests.get(bridge.url + "/metrics", timeout=5)
+        elapsed = time.monotonic() - started
+        threads = proc_status(bridge.proc.pid)["Threads"]
+        sockets[0].settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            sockets[0].recv(1)  # still open, still waiting for the rest of its head
+    finally:
+        for sock in sockets:
+            sock.close()
+        stderr = bridge.stop()
+    assert response.status_code == 200 and 'pod="a"' in response.text
+    assert elapsed < 1.0
+    assert threads < 80, f"{threads} threads for 500 open connections"
+    assert "Traceback" not in stderr
+
+
+def test_a_client_trickling_its_request_head_is_closed_at_the_head_deadline():
+    from exporter.httpserver import Limits
+
+    server = MetricsServer(blocking_app(threading.Event(), []), "127.0.0.1", 0, limits=Limits(head_timeout=0.5)).start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Trickle: ")
+        started = time.monotonic()
+        closed = None
+        while time.monotonic() - started < 5:
+            try:
+                sock.sendall(b"a")  # a byte every 50 ms: never idle, never complete
+            except OSError:
+                closed = time.monotonic() - started
+                break
+            sock.settimeout(0.05)
+            try:
+                if sock.recv(1) == b"":
+                    closed = time.monotonic() - started
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = time.monotonic() - started
+                break
+        sock.close()
+        assert closed is not None and 0.4 < closed < 2.0, closed
+        ok = requests.get(f"http://127.0.0.1:{server.port}/fast", timeout=5)  # a complete head is not cut
+        assert ok.status_code == 200
+    finally:
+        server.close()
+
+
+def test_requests_past_max_requests_are_answered_503_and_the_rest_complete():
+    from exporter.httpserver import Limits
+
+    release, entered = threading.Event(), []
+    server = MetricsServer(blocking_app(release, entered), "127.0.0.1", 0, limits=Limits(max_requests=2)).start()
+    url = f"http://127.0.0.1:{server.port}"
+    results: list[int] = []
+    holders = [threading.Thread(target=lambda: results.append(requests.get(url + "/slow", timeout=10).status_code)) for _ in range(2)]
+    try:
+        for thread in holders:
+            thread.start()
+        wait_until(lambda: len(entered) == 2)
+        refused = requests.get(url + "/fast", timeout=5)
+        assert refused.status_code == 503
+        assert refused.text == "Limit of concurrent requests reached (2), try again later.\n"
+        release.set()
+        for thread in holders:
+            thread.join(10)
+        assert results == [200, 200]
+        assert requests.get(url + "/fast", timeout=5).status_code == 200
+    finally:
+        release.set()
+        server.close()
+
+
+def test_a_client_certificate_signed_by_the_client_ca_is_required_when_configured(tmp_path):
+    trustme = require_module("trustme")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client_ca = trustme.CA()
+    client_ca.cert_pem.write_to_path(str(tmp_path / "client-ca.pem"))
+    client_ca.issue_cert("prometheus@example.com").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "client.pem"))
+    ca.issue_cert("intruder@example.com").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "intruder.pem"))
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(
+        f"tls_server_config:\n  cert_file: {tmp_path / 'server.pem'}\n  key_file: {tmp_path / 'server.pem'}\n"
+        f"  client_ca_file: {tmp_path / 'client-ca.pem'}\n  min_version: TLS13\n"
+    )
+    web = load_web_config(web_config)
+    server = MetricsServer(blocking_app(threading.Event(), []), "127.0.0.1", 0, web.ssl_context()).start()
+    url = f"https://127.0.0.1:{server.port}/fast"
+    ca_file = str(tmp_path / "ca.pem")
+    try:
+        ok = requests.get(url, verify=ca_file, cert=str(tmp_path / "client.pem"), timeout=5)
+        assert ok.status_code == 200 and ok.text == "ok\n"
+        for cert in (None, str(tmp_path / "intruder.pem")):  # none, or one the client CA did not sign
+            with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+                requests.get(url, verify=ca_file, cert=cert, timeout=5)
+        assert requests.get(url, verify=ca_file, cert=str(tmp_path / "client.pem"), timeout=5).status_code == 200
+    finally:
+        server.close()
+
+
+def test_reset_and_abandoned_connections_leave_no_traceback_on_stderr(api, tmp_path):
+    import struct
+
+    api.routes["/pods"] = Reply(pods(*[f"p{i}" for i in range(3000)]))
+    bridge = BridgeProcess(pods_config(api), tmp_path, "--log-level", "debug")
+    try:
+        wait_until(lambda: 'pod="p2999"' in requests.get(bridge.url + "/metrics", timeout=5).text)
+        for request in (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /metrics HTTP/1.1\r\nHo", b"\x16\x03\x01garbage\r\n\r\n", b""):
+            for _ in range(5):
+                sock = socket.create_connection(("127.0.0.1", bridge.port), timeout=5)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                if request:
+                    sock.sendall(request)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                sock.close()
+        assert requests.get(bridge.url + "/metrics", timeout=5).status_code == 200
+    finally:
+        stderr = bridge.stop()
+    assert "Traceback" not in stderr and "Exception in" not in stderr
+    assert "serving metrics on http://127.0.0.1:" in stderr
