@@ -264,19 +264,16 @@ class MetricsServer:
         )
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop banners; ours are in cli
         self._server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._serve, name="metrics-http", daemon=True)
+        # The loop thread runs asyncio's and uvicorn's code directly, with no frame of ours beneath it.
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(_log_loop_exception)
+        self._serving = self._server.serve(sockets=[self.socket])
+        self.thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serving,), name="metrics-http", daemon=True)
 
     @property
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         return int(self.socket.getsockname()[1])
-
-    def _serve(self) -> None:
-        async def serve() -> None:
-            asyncio.get_running_loop().set_exception_handler(_log_loop_exception)
-            await self._server.serve(sockets=[self.socket])
-
-        asyncio.run(serve())
 
     def start(self) -> "MetricsServer":
         """Serve on a background thread."""
@@ -288,5 +285,9 @@ class MetricsServer:
         if self.thread.is_alive():
             self._server.should_exit = True
             self.thread.join(1.5)  # uvicorn finishes responses for up to 1 s, then cancels them
+        else:
+            self._serving.close()  # never started
+        if not self.thread.is_alive():
+            self._loop.close()
         self.socket.close()
         self._wsgi.executor.shutdown(wait=False)
