@@ -108,7 +108,7 @@ def _message(item: dict[str, Any], root: type[BaseModel]) -> str:
     return message
 
 
-_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]]*: ")
+_RELATIVE = re.compile(r"^[A-Za-z_][\w.\[\]-]*: ")  # header names (X-Date) are key path parts too
 
 
 def field_problems(error: ValidationError, root: type[BaseModel]) -> list[str]:
@@ -230,7 +230,7 @@ def target_problems(raw: dict[str, Any], where: str) -> list[str]:
             missing = [n for n in LEVEL_LABELS.get(level, ()) if n not in outer and n not in own]
             if missing and mapping.get("labels_from") is None:  # copied labels are checked per sample instead
                 problems.append(f"{at}: {level}-level metric {metric.get('name')!r} needs label(s) {', '.join(missing)}")
-    return [f"{where}.{p}" if p.startswith("mappings[") else p for p in problems]
+    return [f"{where}.{p}" if p.startswith(("mappings[", "discovery.")) else p for p in problems]
 
 
 def cross_key_problems(raw: dict[str, Any]) -> list[str]:

@@ -250,7 +250,7 @@ def test_the_temporary_keys_are_known_secrets_of_the_target(api, sts):
         ({"service": SERVICE, "region": REGION, "secret_key": SECRET_KEY}, "secret_key and session_token need access_key"),
         ({"service": SERVICE, "region": REGION, "access_key": ACCESS_KEY, "secret_key": "a", "secret_key_file": "/dev/null"}, "set secret_key or secret_key_file, not both"),
         ({"service": SERVICE}, "set region (or the AWS_REGION environment variable)"),
-        ({"region": REGION}, "sigv4.service: Field required"),
+        ({"region": REGION}, "sigv4.service: required key missing"),
         ({"service": "CloudWatch", "region": REGION}, "'CloudWatch': use lower-case letters"),
         ({"service": SERVICE, "region": REGION, "sts_endpoint": "http://127.0.0.1/"}, "sts_endpoint needs role_arn"),
     ],

@@ -289,7 +289,8 @@ targets:
         "targets[0].discovery.each: "
         + problems_of_path("services[?"),
         "targets[0].discovery.labels.pod: key: true needs a map key, and a discovered item has none (use a path)",
-        "targets[0].discovery.concurrency: Input should be greater than or equal to 1",
+        "targets[0].discovery.concurrency: must be greater than or equal to 1",
+        "targets[0].discovery.labels.service: label 'service' is already set at labels.service",  # all at once
     ]
     assert problems("""
 targets:
@@ -302,8 +303,8 @@ targets:
       labels: {service: name}
     mappings: [{level: service, metrics: [{name: m, value: v}]}]
 """) == [
-        "targets[0].discovery.labels.service: label 'service' is already set at labels.service",
         "targets[0].discovery.url: template: 'item' is undefined (item.* exists only in the requests of a target with discovery:)",
+        "targets[0].discovery.labels.service: label 'service' is already set at labels.service",
     ]
 
 
