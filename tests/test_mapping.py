@@ -799,3 +799,21 @@ def test_a_latest_block_of_the_wrong_shape_is_a_config_error(latest, problem):
     with pytest.raises(ConfigError) as caught:
         latest_target(latest)
     assert any(problem in p and p.startswith("targets[0].mappings[0].metrics[0].latest") for p in caught.value.problems)
+
+
+def test_an_inner_step_reads_a_root_field_through_a_single_at_step_and_a_literal_is_a_constant_value():
+    target = target_from(textwrap.indent(textwrap.dedent('''
+        - each:
+            - {path: "@", single: true, labels: {region: regionId}}
+            - {path: services, labels: {service: name}}
+          level: service
+          metrics:
+            - {name: svc_up, help: Up., value: "`1`"}
+            - {name: svc_qps, help: QPS., value: qps}
+        '''), "      "))
+    result = Mapper(target).map({"regionId": "eu-1", "services": [{"name": "chat", "qps": 3}, {"name": "embed", "qps": 0.5}]})
+    assert samples(result, "svc_up") == {
+        '{level="service",target="t",region="eu-1",service="chat"}': 1.0,
+        '{level="service",target="t",region="eu-1",service="embed"}': 1.0,
+    }
+    assert samples(result, "svc_qps")['{level="service",target="t",region="eu-1",service="embed"}'] == 0.5
