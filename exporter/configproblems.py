@@ -173,11 +173,11 @@ def _claim(taken: dict[str, str], labels: list[str], where: str, problems: list[
 
 
 def target_problems(raw: dict[str, Any], where: str) -> list[str]:
-    """The checks of one target that span keys: method and body, timeout and jitter against interval, levels, labels."""
+    """The checks of one target that span keys: timeout and jitter against interval, safe_headers, levels, labels.
+
+    (A body without POST is checked by the request model itself, which discovery's request shares.)
+    """
     problems: list[str] = []
-    method = raw.get("method", "GET")
-    if raw.get("body") is not None and isinstance(method, str) and method.upper() != "POST":
-        problems.append(f"{where}.body: a JSON body needs method: POST")
     interval, timeout, jitter = _seconds(raw, "interval", 15.0), _seconds(raw, "timeout", 10.0), _seconds(raw, "jitter", 0.0)
     if interval is not None and interval > 0:
         if timeout is not None and timeout > interval:

@@ -291,3 +291,8 @@ def test_the_example_in_the_configuration_docs_is_what_check_prints():
     assert lines[0] == "metrics-bridge: invalid configuration my.yaml:"
     golden = (Path(__file__).parent / "testdata" / "config" / "invalid" / "docs-example.txt").read_text()
     assert "\n".join(lines[1:]) + "\n" == golden
+
+
+def test_a_body_without_post_is_reported_once():
+    text = MINIMAL.replace("    mappings:", "    body: {q: 1}\n    mappings:")
+    assert problems_of(text) == ["targets[0]: a JSON body needs method: POST"]
