@@ -9,6 +9,7 @@ from requests import PreparedRequest
 from requests.auth import AuthBase, _basic_auth_str
 
 from ..configtypes import Strict, check_secret_file, read_secret
+from .credentials import present
 
 __all__ = ["BasicAuth", "ApiKey", "BearerAuth", "BasicAuthSigner", "ApiKeyAuth"]
 
@@ -54,18 +55,6 @@ def _read(inline: Optional[SecretStr], path: Optional[str]) -> str:
         raise AuthFailure(f"cannot read credentials file: {exc.strerror or exc}") from None
 
 
-def _secrets(*values: tuple[Optional[SecretStr], Optional[str]]) -> list[str]:
-    found = []
-    for inline, path in values:
-        try:
-            value = read_secret(inline, path)
-        except OSError:
-            value = None
-        if value:
-            found.append(value)
-    return found
-
-
 class BearerAuth(AuthBase):
     """`Authorization: Bearer <token>`."""
 
@@ -78,7 +67,7 @@ class BearerAuth(AuthBase):
 
     def secrets(self) -> list[str]:
         """The token."""
-        return _secrets((self.token, self.token_file))
+        return present((self.token, self.token_file))
 
 
 class BasicAuthSigner(AuthBase):
@@ -94,7 +83,7 @@ class BasicAuthSigner(AuthBase):
 
     def secrets(self) -> list[str]:
         """The password, and the header value that encodes it."""
-        found = _secrets((self.config.password, self.config.password_file))
+        found = present((self.config.password, self.config.password_file))
         return found + [_basic_auth_str(self.config.username, p).split(" ", 1)[1] for p in found]
 
 
@@ -110,4 +99,4 @@ class ApiKeyAuth(AuthBase):
 
     def secrets(self) -> list[str]:
         """The key."""
-        return _secrets((self.config.value, self.config.value_file))
+        return present((self.config.value, self.config.value_file))
