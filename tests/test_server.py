@@ -529,3 +529,67 @@ def test_reset_and_abandoned_connections_leave_no_traceback_on_stderr(api, tmp_p
         stderr = bridge.stop()
     assert "Traceback" not in stderr and "Exception in" not in stderr
     assert "serving metrics on http://127.0.0.1:" in stderr
+
+
+def test_reload_is_refused_without_enable_lifecycle_and_to_cross_origin_browser_requests(api, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api))
+    bridge = Bridge(parse_config(path.read_text()), process_metrics=False)
+    runs: list[str] = []
+    original = bridge.reload_from_file
+    bridge.reload_from_file = lambda config_path: (runs.append(config_path), original(config_path))[1]  # real, counted
+    closed = MetricsServer(create_app(bridge, str(path)), "127.0.0.1", 0).start()
+    opened = MetricsServer(create_app(bridge, str(path), lifecycle=True, reload_spacing=0), "127.0.0.1", 0).start()
+    try:
+        refused = requests.post(f"http://127.0.0.1:{closed.port}/-/reload", timeout=5)
+        assert (refused.status_code, refused.text) == (403, "Lifecycle API is not enabled.\n")
+        url = f"http://127.0.0.1:{opened.port}/-/reload"
+        simple = {"Content-Type": "text/plain"}  # what a page elsewhere can post without a CORS preflight
+        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                        {"Sec-Fetch-Site": "same-site", "Origin": f"http://localhost:{opened.port}"}):
+            answer = requests.post(url, data="x", headers={**simple, **headers}, timeout=5)
+            assert answer.status_code == 403 and "cross-origin" in answer.text, headers
+        assert runs == []  # none of them reloaded
+        assert requests.post(url, timeout=5).status_code == 200  # curl: no Origin
+        assert runs == [str(path)]
+        same_origin = {"Origin": f"http://127.0.0.1:{opened.port}", "Sec-Fetch-Site": "same-origin"}
+        assert requests.post(url, headers=same_origin, timeout=5).status_code == 200
+    finally:
+        closed.close()
+        opened.close()
+
+
+def test_flooding_reload_requests_coalesce_into_spaced_reloads(api, tmp_path):
+    api.routes["/pods"] = Reply(pods("a"))
+    path = tmp_path / "config.yaml"
+    path.write_text(pods_config(api))
+    bridge = Bridge(parse_config(path.read_text()), process_metrics=False)
+    runs: list[float] = []
+    original = bridge.reload_from_file
+
+    def counted(config_path):
+        runs.append(time.monotonic())
+        return original(config_path)
+
+    bridge.reload_from_file = counted  # the real reload, counted
+    server = MetricsServer(create_app(bridge, str(path), lifecycle=True, reload_spacing=0.5), "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{server.port}/-/reload"
+    statuses: list[int] = []
+    deadline = time.monotonic() + 1.5
+
+    def flood():
+        while time.monotonic() < deadline:
+            statuses.append(requests.post(url, timeout=10).status_code)
+
+    try:
+        flooders = [threading.Thread(target=flood) for _ in range(4)]
+        for thread in flooders:
+            thread.start()
+        for thread in flooders:
+            thread.join(20)
+    finally:
+        server.close()
+    assert set(statuses) == {200} and len(statuses) >= len(runs)
+    assert 2 <= len(runs) <= 5, f"{len(runs)} reloads for {len(statuses)} requests"
+    assert all(b - a >= 0.5 for a, b in zip(runs, runs[1:]))
