@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     trial.add_argument(
         "--input", action="append", default=[], help="a saved JSON response ('-' for stdin; repeat for pages); without it, fetch the target once",
     )
+    trial.add_argument("--show-compiled", action="store_true", help="print the Python the target's mappings compile to, and exit (nothing is fetched)")
     trial.add_argument("--save", default=None, help="without --input: also save the fetched response to this file (pages: FILE-1, FILE-2, ...)")
     trial.add_argument("--fail-on-warnings", action="store_true", help="exit 1 when a path of a mapping matches nothing (for CI)")
     demo = sub.add_parser("demo", parents=[serve, common], formatter_class=fmt, help="run the built-in demo API and a bridge polling it")
@@ -218,13 +219,16 @@ def cmd_try(args: argparse.Namespace) -> int:
     if args.input and args.save:
         print("metrics-bridge: --save keeps a fetched response; with --input nothing is fetched", file=sys.stderr)
         return 2
-    config = _load(args.config, syntax_only=bool(args.input))  # a saved response needs no secret
+    config = _load(args.config, syntax_only=bool(args.input) or args.show_compiled)  # neither needs a secret
     if config is None:
         return 1
     target = _find_target(config, args.target)
     if target is None:
         return 1
     mapper = Mapper(target)
+    if args.show_compiled:
+        print(mapper.source, end="")
+        return 0
     redactor = Redactor(target)
     verdict = verdict_for(target.api_error)
     try:

@@ -114,11 +114,12 @@ class FamilyHeader:
 def render_samples(name: str, series: dict[str, float]) -> bytes:
     """Render `name{labels} value` lines for series keyed by their pre-escaped label text.
 
-    Whole values, most of them, are formatted inline exactly as `format_value` would (about 15 % faster at 200k).
+    Values are formatted inline exactly as `format_value` would (whole ones as integers, other finite ones by repr),
+    calling it only for NaN and ±Inf: about 15 % faster at 200k than a call per line, and again for fractions.
     """
-    fmt = format_value
+    fmt, inf = format_value, _INF
     lines = [
-        f"{name}{labels} {int(value) if value.is_integer() and -1e15 < value < 1e15 else fmt(value)}\n"
+        f"{name}{labels} {int(value) if value.is_integer() and -1e15 < value < 1e15 else repr(value) if -inf < value < inf else fmt(value)}\n"
         for labels, value in series.items()
     ]
     # "replace": a lone surrogate (`"\ud800"`, which only the stdlib JSON fallback lets through) becomes "?", not an error.

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import orjson
 
 from . import config as cfg
+from .compiler import compile_group
 from .convert import CONVERTERS, ConversionError, parse_timestamp
 from .exposition import escape_label_value, label_pairs
 from .paths import Getter, PathError, compile_path
@@ -134,6 +135,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
                     memo[raw] = text
             return text
 
+        read_match.memo = memo  # type: ignore[attr-defined]  # the compiled code looks values up here first
         return read_match
     return read
 
@@ -326,6 +328,7 @@ class _Metric:
     """One configured metric, compiled: its label prefix, value reader and conversion."""
 
     def __init__(self, metric: cfg.Metric, level: str, target_prefix: str, target_labels: int, where: str) -> None:
+        self.spec = metric
         self.name = metric.name
         self.where = where
         self.path = metric.value or ""
@@ -396,6 +399,7 @@ class _Group:
     """One configured mapping, compiled."""
 
     def __init__(self, mapping: cfg.Mapping, target: cfg.Target, index: int, target_prefix: str) -> None:
+        self.spec = mapping
         self.where = f"mappings[{index}]"
         self.steps = [
             _Step(i, s.path, compile_path(s.path), _compile_labels(s.labels), s.decode_json, s.single)
@@ -471,6 +475,12 @@ class Mapper:
                 target.metric_relabel_configs, target.label_limit, target.label_name_length_limit, self.value_limit
             )
         self.types = {m.name: m.type for mapping in target.mappings for m in mapping.metrics}
+        self.compiled = [compile_group(self, group, i) for i, group in enumerate(self.groups)]
+
+    @property
+    def source(self) -> str:
+        """The generated Python of every mapping (`metrics-bridge try --show-compiled`)."""
+        return "\n".join(f"# {c.where}\n{c.source}" for c in self.compiled)
 
     def new_result(self) -> MapResult:
         """An empty result with a family for every configured metric name."""
@@ -486,9 +496,23 @@ class Mapper:
         Past `deadline` (a `time.monotonic()` value) or over the target's sample_limit, mapping stops within
         `CHECK_EVERY` elements with MappingAborted, so a huge or slow document costs bounded time and memory.
         """
+        if result is None:
+            result = self.new_result()
+        limit = math.inf if deadline is None else deadline
+        countdown = CHECK_EVERY
+        try:
+            for compiled in self.compiled:
+                countdown = compiled.function(document, result, limit, countdown)
+        except PathError as exc:  # a JMESPath function given a value of the wrong type by this document
+            raise MappingError(str(exc)) from None
+        self._checkpoint(result, limit)
+        return result
+
+    def interpret(self, document: Any, result: Optional[MapResult] = None, deadline: Optional[float] = None) -> MapResult:
+        """`map` by the generic loop instead of the compiled code: the reference the compiled code is tested against."""
         try:
             result = self._map(document, result, math.inf if deadline is None else deadline)
-        except PathError as exc:  # a JMESPath function given a value of the wrong type by this document
+        except PathError as exc:
             raise MappingError(str(exc)) from None
         self._checkpoint(result, math.inf if deadline is None else deadline)
         return result

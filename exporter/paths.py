@@ -9,12 +9,12 @@ faster than the JSONPath libraries on a 5 MB document.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jmespath
 from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError, ParseError
 
-__all__ = ["PathError", "compile_path", "Getter"]
+__all__ = ["PathError", "compile_path", "field_keys", "Getter"]
 
 Getter = Callable[[Any], Any]
 
@@ -83,6 +83,16 @@ def _syntax_error(expression: str, exc: JMESPathError) -> str:
         reason, position = (str(exc).splitlines() or [type(exc).__name__])[0], None
     caret = f"\n{expression}\n{' ' * position}^" if isinstance(position, int) and 0 <= position <= len(expression) else ""
     return f"invalid JMESPath expression: {reason}{caret}"
+
+
+def field_keys(expression: str) -> Optional[tuple[str, ...]]:
+    """The keys of a plain field chain (`() ` for `@` or ""), or None for a path that needs JMESPath."""
+    expression = expression.strip()
+    if expression in ("@", ""):
+        return ()
+    if _SIMPLE.match(expression):
+        return tuple(_split(expression))
+    return None
 
 
 def compile_path(expression: str) -> Getter:

@@ -3,7 +3,7 @@
 import jmespath
 import pytest
 
-from exporter.paths import PathError, compile_path
+from exporter.paths import PathError, compile_path, field_keys
 
 DOC = {"metadata": {"name": "pod-a", "labels": {"app.kubernetes.io/name": "chat"}}, "items": [{"v": 1}, {"v": 2}], "n": None}
 
@@ -28,3 +28,11 @@ def test_a_plain_path_over_a_non_object_yields_none():
 def test_an_invalid_expression_raises_a_path_error_naming_it():
     with pytest.raises(PathError, match=r"items\[\?"):
         compile_path("items[?")
+
+
+@pytest.mark.parametrize(
+    "expression, keys",
+    [("@", ()), ("", ()), ("a", ("a",)), ("a.b_c", ("a", "b_c")), ('"x-y".z', ("x-y", "z")), ("a[0]", None), ("length(a)", None)],
+)
+def test_field_keys_names_the_keys_of_a_plain_chain_and_nothing_for_jmespath(expression, keys):
+    assert field_keys(expression) == keys
