@@ -35,6 +35,7 @@ import orjson  # noqa: E402
 from exporter.bridge import Bridge  # noqa: E402
 from exporter.config import Config, load_config  # noqa: E402
 from exporter.logsetup import configure_logging  # noqa: E402
+from exporter.memory import fix_mmap_threshold, limit_arenas  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
 from exporter.store import Snapshot  # noqa: E402
 from exporter.server import MetricsServer, create_app  # noqa: E402
@@ -127,6 +128,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args()
     configure_logging("error", "text", None)
+    limit_arenas(2)  # as `metrics-bridge run` does (and MALLOC_ARENA_MAX=2 in the image)
+    fix_mmap_threshold()
     config = load_config(args.config)
     config = override(config, args.interval, args.timeout)
     bridge = Bridge(config)

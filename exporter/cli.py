@@ -21,7 +21,7 @@ from .config import Config, ConfigError, Target, load_config, parse_config
 from .logsetup import configure_logging
 from .mapping import MappingError
 from .httpserver import DEFAULT_MAX_REQUESTS, Limits, raise_open_files_limit
-from .memory import limit_arenas
+from .memory import fix_mmap_threshold, limit_arenas
 from .server import MetricsServer, create_app, parse_listen
 from .webconfig import Authenticator, load_web_config
 
@@ -290,6 +290,7 @@ def serve_bridge(
     Call from the main thread with `block_lifecycle_signals()` done before any thread started (`main` does).
     """
     limit_arenas(2)  # what MALLOC_ARENA_MAX=2 does in the image, for `run` started any other way
+    fix_mmap_threshold()
     listen, grace = args.listen, args.shutdown_grace
     try:
         host, port = parse_listen(listen)

@@ -119,6 +119,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
         # a dict hit costs 0.05 µs where an RE2 call costs about 1.3 µs (Python's re: 0.45 µs).
         search = pattern.group
         memo: dict[str, str] = {}
+        texts: dict[str, str] = {}  # each distinct label text kept once: ids differ, the namespaces they name repeat
 
         def read_match(node: Any, key: Any) -> str:
             raw = getter(node)
@@ -132,7 +133,7 @@ def _compile_label(spec: cfg.LabelFrom) -> LabelReader:
                 if "\\" in text or '"' in text or "\n" in text:
                     text = escape_label_value(text)
                 if len(memo) < _REGEX_MEMO_SIZE and len(raw) <= _REGEX_MEMO_KEY:
-                    memo[raw] = text
+                    memo[raw] = texts.setdefault(text, text)
             return text
 
         read_match.memo = memo  # type: ignore[attr-defined]  # the compiled code looks values up here first

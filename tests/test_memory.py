@@ -7,10 +7,31 @@ from exporter import memory
 
 def test_on_glibc_the_arena_cap_applies_and_trimming_runs():
     if platform.libc_ver()[0] != "glibc":
-        assert memory.limit_arenas(2) is False and memory.trim() is False
+        assert memory.limit_arenas(2) is False and memory.fix_mmap_threshold() is False and memory.trim() is False
         return
     assert memory._LIBC is not None
     assert memory.limit_arenas(2) is True
     junk = [bytes(2048) for _ in range(20_000)]  # 40 MB of malloc'd (not pymalloc) blocks, then freed
     del junk
     assert memory.trim() in (True, False)  # whether pages were left to give back depends on the heap's layout
+
+
+def resident() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_with_a_fixed_mmap_threshold_large_blocks_go_back_to_the_system_when_freed():
+    """Without it, freeing one 16 MiB block lifts glibc's threshold, and the 1 MiB blocks after it stay in the heap."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    assert memory.fix_mmap_threshold() is True
+    big = bytearray(16 * 1024 * 1024)  # allocated and freed: what raises a dynamic threshold
+    del big
+    before = resident()
+    blocks = [bytearray(1024 * 1024) for _ in range(24)]  # 24 MiB, touched (bytearray zero-fills)
+    grown = resident() - before
+    del blocks
+    assert grown > 20 * 1024 * 1024 and resident() - before < 4 * 1024 * 1024
