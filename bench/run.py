@@ -210,17 +210,47 @@ def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) ->
         thread.start()
     for thread in threads:
         thread.join(seconds + 120)
+    return summarize(by_kind[False], by_kind[True], errors, seconds, scrapers)
+
+
+def summarize(plain: list[float], gzipped: list[float], errors: list[str], seconds: float, scrapers: int) -> dict[str, Any]:
+    """Counts and percentiles of concurrent scrapes (`plain_times`/`gzip_times` kept for merging phases)."""
+    times = plain + gzipped
     return {
         "scrapes": len(times),
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
         "p50": percentile(times, 0.5) if times else math.nan,
         "p99": percentile(times, 0.99) if times else math.nan,
-        "plain_p50_p99": [percentile(by_kind[False], q) if by_kind[False] else math.nan for q in (0.5, 0.99)],
-        "gzip_p50_p99": [percentile(by_kind[True], q) if by_kind[True] else math.nan for q in (0.5, 0.99)],
+        "plain_p50_p99": [percentile(plain, q) if plain else math.nan for q in (0.5, 0.99)],
+        "gzip_p50_p99": [percentile(gzipped, q) if gzipped else math.nan for q in (0.5, 0.99)],
         "seconds": seconds,
         "scrapers": scrapers,
+        "plain_times": plain,
+        "gzip_times": gzipped,
+        "error_list": errors,
     }
+
+
+def interleaved_scrapes(ports: dict[str, int], scrapers: int, seconds: float, expect: int) -> dict[str, dict[str, Any]]:
+    """`concurrent_scrapes` on each server in turn, in A B B A order (seconds / 2 each), merged per server.
+
+    Polls run throughout at the targets' intervals; the order cancels what drifts over the minute (the first polls
+    of every target at once when the scheduler starts, the machine's other load), which measuring one server after
+    the other would charge to the first.
+    """
+    names = list(ports)
+    order = names + names[::-1]
+    phases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for name in order:
+        phases[name].append(concurrent_scrapes(ports[name], scrapers, seconds / 2, expect))
+    merged = {}
+    for name, parts in phases.items():
+        merged[name] = summarize(
+            [t for p in parts for t in p["plain_times"]], [t for p in parts for t in p["gzip_times"]],
+            [e for p in parts for e in p["error_list"]], seconds, scrapers,
+        )
+    return merged
 
 
 def self_metrics(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -284,8 +314,14 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         if concurrent:
             before = self_metrics(port)
             bridge.ask({"cmd": "start"})
-            out["concurrent"] = concurrent_scrapes(port, plan.concurrent_scrapers, plan.concurrent_seconds, expect)
-            out["legacy_concurrent"] = concurrent_scrapes(bridge.hello["legacy_port"], plan.concurrent_scrapers, plan.concurrent_seconds, expect)
+            both = interleaved_scrapes(
+                {"concurrent": port, "legacy_concurrent": bridge.hello["legacy_port"]},
+                plan.concurrent_scrapers, plan.concurrent_seconds, expect,
+            )
+            for key, result in both.items():
+                for raw in ("plain_times", "gzip_times", "error_list"):
+                    result.pop(raw)
+                out[key] = result
             after = self_metrics(port)
             count = lambda m, name: sum(v for labels, v in m.get(name, []) if labels.get("target") != "services")  # noqa: E731
             out["concurrent"]["polls"] = count(after, "metrics_bridge_poll_success_total") - count(before, "metrics_bridge_poll_success_total")
@@ -646,7 +682,7 @@ Targets from issue 7, judged at the largest size run:
 
 {report.other()}
 
-The HTTP server before and after (the same app and snapshots in the same process, one after the other):
+The HTTP server before and after (the same app and snapshots in the same process; the concurrent phases in A B B A order, {plan.concurrent_seconds / 2:g} s each):
 
 {report.servers()}
 
@@ -672,7 +708,8 @@ Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s 
   request past the timeout; "late" and "skipped" come from the bridge's own `metrics_bridge_poll_start_delay_seconds`
   histogram (bucket 1.0) and `metrics_bridge_poll_skipped_total`, read between rounds; the API counts requests as a check.
 - **concurrent scrapes**: {plan.concurrent_scrapers} threads scraping in a loop (half with gzip) for {plan.concurrent_seconds:g} s
-  while the scheduler polls; every response must be 200 and complete, every fourth is decoded and its samples counted.
+  on each server while the scheduler polls (in A B B A order, {plan.concurrent_seconds / 2:g} s a phase, so that drift over the minute is
+  charged to neither); every response must be 200 and complete, every fourth is decoded and its samples counted.
 - The demo API runs in its own process with its clock frozen, so every poll gets the same bytes; the bridge still
   fetches, maps, renders and compresses every poll in full (it has no change detection). Its sockets set TCP_NODELAY,
   as Go's net/http and nginx do: Python's http.server writes headers and body apart, and a small body would otherwise

@@ -59,11 +59,12 @@ def render_metrics_chunks(bridge: Bridge, accept: str, compressed: bool) -> tupl
     return _coalesce(chunks), content_type
 
 
-def _coalesce(chunks: list[bytes], small: int = 1 << 16, large: int = 1 << 18) -> list[Union[bytes, memoryview]]:
-    """Join runs of small chunks and cut large ones into zero-copy views, so every write is 64-256 KiB.
+def _coalesce(chunks: list[bytes], small: int = 1 << 16, large: int = 1 << 20) -> list[Union[bytes, memoryview]]:
+    """Join runs of small chunks and cut large ones into zero-copy views, so every write is 64 KiB-1 MiB.
 
-    Few large writes rather than many small ones; and no write so large that the server copies megabytes into a
-    connection's buffer at once (h11 and asyncio each copy what they are given: 20 scrapers x 30 MB otherwise).
+    Few large writes rather than many small ones (each write is one turn of the GIL for the event loop; see
+    httpserver.SWITCH_INTERVAL); and no write so large that the server copies many megabytes into a connection's
+    buffer at once (h11 and asyncio each copy what they are given: 20 scrapers x 30 MB otherwise).
     """
     out: list[Union[bytes, memoryview]] = []
     run: list[bytes] = []
