@@ -37,8 +37,8 @@ DEFAULT_MAX_REQUESTS = 40
 # One event-loop thread serves every connection, beside poll threads that map JSON holding the GIL for a second or
 # more. Each socket write releases the GIL, and taking it back waits for the poll thread's switch interval (5 ms by
 # default): under a poll the loop makes one write per interval. So each write should move much (a 4 MiB send
-# buffer, 1 MiB writes: 29 MB in ~30 writes, not ~140) and the wait should be short (1 ms: the poll thread, which
-# gives the GIL up five times as often, loses about 1 % — measured in bench/).
+# buffer, 1 MiB writes: 29 MB in ~30 writes, not ~140, counted with strace) and the wait should be short (1 ms; a
+# thread holding the GIL is asked to drop it only while another one waits, so a poll alone runs as fast as before).
 SWITCH_INTERVAL = 0.001
 
 
