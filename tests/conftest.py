@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +43,25 @@ def require_module(name: str):  # type: ignore[no-untyped-def]
         if REQUIRE_TOOLS:
             pytest.fail(f"Python module {name} is missing and METRICS_BRIDGE_REQUIRE_TOOLS=1")
         pytest.skip(f"Python module {name} is not installed")
+
+
+@pytest.fixture(autouse=True)
+def logging_is_restored() -> Iterator[None]:
+    """Undo what `configure_logging` (run by every in-process `cli.main`) changes, so no test sees another's logging:
+    the root logger's handlers and level, the urllib3 logger's level, and the thread and unraisable hooks."""
+    root, urllib3 = logging.getLogger(), logging.getLogger("urllib3")
+    handlers, levels = list(root.handlers), (root.level, urllib3.level)
+    hooks = threading.excepthook, sys.unraisablehook
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in handlers:
+            handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(levels[0])
+    urllib3.setLevel(levels[1])
+    threading.excepthook, sys.unraisablehook = hooks
 
 
 @pytest.fixture

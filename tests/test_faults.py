@@ -829,24 +829,15 @@ SECRETS = {
 @pytest.fixture
 def debug_log(tmp_path):
     """A function that sets up metrics-bridge's own logging at DEBUG, to stderr and a file, as `run --log-level debug
-    --log-file` does, and returns the file; pytest's log capture comes back after the test. (Called from the test body,
-    so that stderr is the one capsys reads.)"""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level, logging.getLogger("urllib3").level)
+    --log-file` does, and returns the file; pytest's log capture comes back after the test (conftest's
+    logging_is_restored). (Called from the test body, so that stderr is the one capsys reads.)"""
     path = tmp_path / "bridge.log"
 
     def set_up() -> Path:
         configure_logging("debug", "text", str(path))
         return path
 
-    yield set_up
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
-    logging.getLogger("urllib3").setLevel(saved[2])
+    return set_up
 
 
 def test_planted_secrets_never_reach_logs_pages_metrics_errors_or_check_output(servers, tmp_path, debug_log, capsys, monkeypatch):
