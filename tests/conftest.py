@@ -22,6 +22,9 @@ from fakeapi import FakeAPI
 TESTDATA = Path(__file__).parent / "testdata"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 REQUIRE_TOOLS = os.environ.get("METRICS_BRIDGE_REQUIRE_TOOLS") == "1"
+# Modules whose tests share one costly module-scoped fixture: a fresh venv (test_readme's clone, test_dockerfile's
+# built_venv) or a live Prometheus (test_live_prometheus's stack). pytest-xdist runs each on a single worker.
+SHARED_FIXTURE_MODULES = ("test_readme.py", "test_dockerfile.py", "test_live_prometheus.py")
 
 
 def require_tool(name: str) -> str:
@@ -43,6 +46,24 @@ def require_module(name: str):  # type: ignore[no-untyped-def]
         if REQUIRE_TOOLS:
             pytest.fail(f"Python module {name} is missing and METRICS_BRIDGE_REQUIRE_TOOLS=1")
         pytest.skip(f"Python module {name} is not installed")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Under `-n` (xdist's `--dist load`): every test is its own unit of work, except that each of
+    SHARED_FIXTURE_MODULES is one unit, handed out first (xdist hands out larger units first), so its fixture is
+    built once and early. (`--dist loadgroup` with xdist_group marks would say this, but pytest 9.2 ignores the
+    marks: pytest-dev/pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureModulesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module.rsplit("/", 1)[-1] in SHARED_FIXTURE_MODULES else nodeid
+
+    return SharedFixtureModulesTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
