@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run it: Debian's prometheus (promtool) and chromium,
 # and a virtualenv (.venv) holding metrics-bridge with its test extras. Extra arguments go to pytest.
+# The suite runs on one pytest-xdist worker per CPU (-n auto; tests/conftest.py keeps each module that shares one
+# costly fixture on one worker); `-n 0` among the arguments runs it in this process instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +19,4 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,bench]'
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n auto "$@"

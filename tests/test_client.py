@@ -383,25 +383,25 @@ def test_a_redirect_body_is_never_read(api):
 
 
 def test_a_redirect_to_a_dripping_body_fails_within_the_deadline(api):
-    api.routes["/m"] = Reply(b"x" * 100, status=302, headers={"Location": "/n"}, drip_interval=1)
-    api.routes["/n"] = Reply(b'{"v": "' + b"x" * 100 + b'"}', drip_interval=1)
+    api.routes["/m"] = Reply(b"x" * 100, status=302, headers={"Location": "/n"}, drip_interval=0.5)
+    api.routes["/n"] = Reply(b'{"v": "' + b"x" * 100 + b'"}', drip_interval=0.5)
     started = time.monotonic()
-    error = fetch_error(client_for(api, "    timeout: 2s\n    retries: {attempts: 1}"))
-    assert (error.reason, str(error)) == ("timeout", "body still arriving after 2s")
-    assert time.monotonic() - started < 2.5
+    error = fetch_error(client_for(api, "    timeout: 1s\n    retries: {attempts: 1}"))
+    assert (error.reason, str(error)) == ("timeout", "body still arriving after 1s")
+    assert time.monotonic() - started < 1.5
 
 
 # The deadline holds whatever the socket does.
 
 
 def test_a_body_dripped_just_inside_each_read_timeout_fails_at_the_deadline(api):
-    """One byte every 2.9 s against a 3 s timeout: no single read times out, the poll must still end by 3.5 s."""
-    api.routes["/m"] = Reply(b'{"v": 1}', drip_interval=2.9)
+    """One byte every 0.9 s against a 1 s timeout: no single read times out, the poll must still end by 1.5 s."""
+    api.routes["/m"] = Reply(b'{"v": 1}', drip_interval=0.9)
     started = time.monotonic()
-    error = fetch_error(client_for(api, "    timeout: 3s\n    retries: {attempts: 1}"))
+    error = fetch_error(client_for(api, "    timeout: 1s\n    retries: {attempts: 1}"))
     elapsed = time.monotonic() - started
     assert error.reason == "timeout"
-    assert 2.9 < elapsed < 3.5
+    assert 0.9 < elapsed < 1.5
 
 
 def drip_head_server(interval: float):

@@ -1,30 +1,13 @@
 """Logging set-up: every line in the chosen format, even for exceptions nobody caught."""
 
-import logging
-import sys
 import threading
 
 import orjson
-import pytest
 
 from exporter.logsetup import configure_logging
 
 
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    hooks = threading.excepthook, sys.unraisablehook
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    threading.excepthook, sys.unraisablehook = hooks
-
-
-def test_an_uncaught_exception_in_a_thread_is_one_json_line_without_its_message(tmp_path, capfd, restore_logging):
+def test_an_uncaught_exception_in_a_thread_is_one_json_line_without_its_message(tmp_path, capfd):
     log_file = tmp_path / "bridge.log"
     configure_logging("info", "json", str(log_file))
 
