@@ -276,7 +276,8 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
     bridge = baseline = None
     try:
         bridge = Child(
-            ["bench/bridge_server.py", "--config", str(ROOT / "exporter" / "demo.yaml")],
+            # The large sizes measure what a poll costs, not the demo's 4 s timeout: past it their polls would fail.
+            ["bench/bridge_server.py", "--config", str(ROOT / "exporter" / "demo.yaml"), *([] if full else ["--interval", "60", "--timeout", "60"])],
             work / f"bridge-{series}.log", env={"METRICS_BRIDGE_DEMO_URL": api.hello["url"]},
         )
         port = bridge.hello["port"]
