@@ -679,7 +679,7 @@ class Mapper:
 
 
 _MEMO_SIZE = 4096  # converted string values remembered per metric and call; the first ones seen stay
-_REGEX_MEMO_SIZE = 65_536  # label regex results remembered per label (a few MB at most); the first ones seen stay
+_REGEX_MEMO_SIZE = 131_072  # label regex results remembered per label (a few MB at most; all 111k container ids at 1M series)
 _REGEX_MEMO_KEY = 256  # longer values are not remembered
 CHECK_EVERY = 1024  # elements mapped between two looks at the clock and the sample count
 
