@@ -82,6 +82,21 @@ class _DebugLogger:
 _OVER_CAPACITY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n"
 
 
+class _PassthroughConnection(h11.Connection):
+    """h11's connection, handing a single piece of output (a response body chunk) back as given instead of copying it.
+
+    `Connection.send` joins its output into new bytes, so every 1 MiB view of a snapshot became a 1 MiB allocation
+    (its own mmap, with the fixed threshold of `memory.fix_mmap_threshold`) and a copy; asyncio's transport takes
+    the view itself.
+    """
+
+    def send(self, event: Any) -> Any:
+        pieces = self.send_with_data_passthrough(event)
+        if pieces is None:
+            return None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 class _EdgeProtocol(H11Protocol):
     """uvicorn's h11 protocol plus a connection cap, a whole-head deadline and a write-stall deadline."""
 
@@ -89,6 +104,7 @@ class _EdgeProtocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = _PassthroughConnection(h11.SERVER, self.limits.max_head_bytes)
         self.logger = _DebugLogger(log)  # type: ignore[assignment]
         self._head_timer: Optional[asyncio.TimerHandle] = None
         self._stall_timer: Optional[asyncio.TimerHandle] = None
