@@ -169,7 +169,25 @@ def scrape_series(port: int, use_gzip: bool, count: int, expect: int) -> dict[st
         "bytes": size,
         "errors": errors,
         "count": count,
+        "times": times,
     }
+
+
+def interleaved_series(ports: dict[str, int], use_gzip: bool, count: int, expect: int) -> dict[str, dict[str, Any]]:
+    """`scrape_series` on each server in A B B A order (count / 2 each), merged per server: the first scrapes after
+    the polls overlap their snapshots' background compression, which measuring one server first would charge to it."""
+    names = list(ports)
+    parts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for name in names + names[::-1]:
+        parts[name].append(scrape_series(ports[name], use_gzip, max(1, count // 2), expect))
+    merged = {}
+    for name, runs in parts.items():
+        times = [t for run in runs for t in run.pop("times")]
+        merged[name] = {
+            "p50": percentile(times, 0.5) if times else math.nan, "p99": percentile(times, 0.99) if times else math.nan,
+            "bytes": runs[-1]["bytes"], "errors": sum(run["errors"] for run in runs), "count": sum(run["count"] for run in runs),
+        }
+    return merged
 
 
 def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) -> dict[str, Any]:
@@ -303,11 +321,14 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
             return out
         # 2. Scrape latency with no poll running, plain and gzip, every response checked.
         expect = out["series"]
-        out["scrape_plain"] = scrape_series(port, False, plan.scrapes, expect)
-        out["scrape_gzip"] = scrape_series(port, True, plan.scrapes, expect)
-        if concurrent:  # the same app and snapshots on the old server (bench/legacy_server.py), for comparison
-            out["legacy_plain"] = scrape_series(bridge.hello["legacy_port"], False, plan.scrapes, expect)
-            out["legacy_gzip"] = scrape_series(bridge.hello["legacy_port"], True, plan.scrapes, expect)
+        if concurrent:  # the same app and snapshots on the old server (bench/legacy_server.py) too, for comparison
+            ports = {"scrape": port, "legacy": bridge.hello["legacy_port"]}
+            for kind, use_gzip in (("plain", False), ("gzip", True)):
+                for name, result in interleaved_series(ports, use_gzip, plan.scrapes, expect).items():
+                    out[f"{name}_{kind}"] = result
+        else:
+            out["scrape_plain"] = scrape_series(port, False, plan.scrapes, expect)
+            out["scrape_gzip"] = scrape_series(port, True, plan.scrapes, expect)
         exposition = work / f"exposition-{series}.txt"
         body = scrape(port, False).body
         exposition.write_bytes(b"".join(line + b"\n" for line in body.split(b"\n") if line.startswith((b"# HELP inference_", b"# TYPE inference_", b"inference_"))))
@@ -340,6 +361,8 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         out["baseline_generate_latest"] = baseline.hello["generate_latest"]
         out["baseline_plain"] = scrape_series(baseline.hello["port"], False, plan.baseline_scrapes, expect)
         out["baseline_gzip"] = scrape_series(baseline.hello["port"], True, plan.baseline_scrapes, expect)
+        for key in ("scrape_plain", "scrape_gzip", "baseline_plain", "baseline_gzip"):
+            out[key].pop("times", None)
     finally:
         for child in (bridge, baseline, api):
             if child is not None:
@@ -696,7 +719,7 @@ Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s 
 - **poll-to-publish**: one poll of every demo target in turn (fetch over loopback HTTP, parse, map, render, compress,
   publish), timed around `Poller.poll` in the bridge process with nothing else running; median of {plan.poll_rounds} rounds.
   **orjson.loads** is the median time of `orjson.loads` alone on the very bytes of each target's response, summed.
-- **scrape p50/p99**: {plan.scrapes} sequential `GET /metrics` (text format) on fresh connections, timed from connect to the
+- **scrape p50/p99**: {plan.scrapes} sequential `GET /metrics` (text format) on fresh connections (at the largest size, half on each server in A B B A order), timed from connect to the
   last body byte, with no poll running; every response is checked (status, and the count of bridged samples after decoding).
 - **generate_latest**: the same samples as labelled `Gauge` children in a prometheus_client registry (its own process),
   median of {plan.baseline_repeat} in-process `generate_latest` calls; "baseline HTTP" is that registry served by
