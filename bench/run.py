@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +35,7 @@ import yaml
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SERIES_PER_POD = 18  # bridged series per demo pod with exporter/demo.yaml (10 from /pods, 8 from /containers)
+SCRAPER_NICE = 10  # concurrent scrapers' niceness (see concurrent_scrapes)
 BRIDGED_PREFIX = b"\ninference_"  # every series the demo config bridges starts with this
 MiB = 1024 * 1024
 
@@ -190,51 +190,76 @@ def interleaved_series(ports: dict[str, int], use_gzip: bool, count: int, expect
     return merged
 
 
-def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int) -> dict[str, Any]:
-    """`scrapers` threads scraping in a loop for `seconds` (half ask for gzip); errors, p50 and p99 over all scrapes.
+def poll_counts(port: int) -> dict[str, float]:
+    """The large targets' (all but `services`) polls so far, from the bridge's self-metrics: `ok`, `skipped`, and
+    failures as `failed:<reason>`."""
+    out: dict[str, float] = {}
+    metrics = self_metrics(port)
+    for name, key in (("metrics_bridge_poll_success_total", "ok"), ("metrics_bridge_poll_skipped_total", "skipped"),
+                      ("metrics_bridge_poll_failures_total", "failed")):
+        for labels, value in metrics.get(name, []):
+            if labels.get("target") != "services":
+                label = f"failed:{labels.get('reason', '?')}" if key == "failed" else key
+                out[label] = out.get(label, 0.0) + value
+    return out
+
+
+def concurrent_scrapes(port: int, scrapers: int, seconds: float, expect: int, metrics_port: Optional[int] = None) -> dict[str, Any]:
+    """`scrapers` scraper processes (`bench/scraper.py`, half ask for gzip) scraping in a loop for `seconds`, all
+    started at once; errors, p50 and p99 over all scrapes.
 
     Every response must be HTTP 200 with its full body; every fourth one per scraper is also decoded and must hold
-    exactly `expect` bridged samples (decoding all of them would make this process, not the bridge, the bottleneck).
+    exactly `expect` bridged samples. Each scraper is a process of its own, as each Prometheus is: threads of this
+    driver would share its GIL, and the driver, not the bridge, would set the tail. They run at nice SCRAPER_NICE:
+    they stand in for Prometheus servers on other machines, and reading and decoding twenty 29 MB bodies at a time
+    would otherwise take from the bridge the CPU that remote scrapers never take (their own reading is still timed).
     """
-    deadline = time.monotonic() + seconds
-    lock = threading.Lock()
-    times: list[float] = []
-    by_kind: dict[bool, list[float]] = {False: [], True: []}
-    errors: list[str] = []
-    per_scraper_cap = 100_000
+    children = [
+        subprocess.Popen(
+            ["nice", "-n", str(SCRAPER_NICE), sys.executable, str(ROOT / "bench" / "scraper.py"), "--port", str(port), "--seconds", str(seconds),
+             "--expect", str(expect), *(["--gzip"] if i % 2 == 0 else [])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        for i in range(scrapers)
+    ]
+    try:
+        before = poll_counts(metrics_port) if metrics_port else {}
+        for child in children:  # every scraper has imported and is waiting: none starts before the others
+            assert child.stdout is not None
+            if not orjson.loads(child.stdout.readline() or "{}").get("ready"):
+                raise RuntimeError("a scraper did not start")
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        by_kind: dict[bool, list[float]] = {False: [], True: []}
+        errors: list[str] = []
+        for i, child in enumerate(children):
+            out, _ = child.communicate(timeout=seconds + 120)
+            result = orjson.loads(out.strip().splitlines()[-1]) if out.strip() else {"times": [], "errors": ["scraper died"]}
+            by_kind[i % 2 == 0].extend(result["times"])
+            errors.extend(result["errors"])
+        after = poll_counts(metrics_port) if metrics_port else {}
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    polls = {key: after[key] - before.get(key, 0.0) for key in after if after[key] - before.get(key, 0.0)}
+    return summarize(by_kind[False], by_kind[True], errors, seconds, scrapers, polls)
 
-    def run(index: int) -> None:
-        use_gzip = index % 2 == 0
-        for n in range(per_scraper_cap):
-            if time.monotonic() >= deadline:
-                return
-            try:
-                result = scrape(port, use_gzip)
-                problem = "" if result.status == 200 else f"HTTP {result.status}"
-                if not problem and n % 4 == 0 and bridged_samples(result) != expect:
-                    problem = "incomplete exposition"
-            except (OSError, http.client.HTTPException, EOFError, ValueError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-                result = None
-            with lock:
-                if problem:
-                    errors.append(problem)
-                elif result is not None:
-                    times.append(result.seconds)
-                    by_kind[use_gzip].append(result.seconds)
 
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(scrapers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 120)
-    return summarize(by_kind[False], by_kind[True], errors, seconds, scrapers)
-
-
-def summarize(plain: list[float], gzipped: list[float], errors: list[str], seconds: float, scrapers: int) -> dict[str, Any]:
-    """Counts and percentiles of concurrent scrapes (`plain_times`/`gzip_times` kept for merging phases)."""
+def summarize(plain: list[float], gzipped: list[float], errors: list[str], seconds: float, scrapers: int,
+              polls: Optional[dict[str, float]] = None) -> dict[str, Any]:
+    """Counts and percentiles of concurrent scrapes (`plain_times`/`gzip_times` kept for merging phases), and the
+    large targets' polls meanwhile (`ok`, `skipped`, `failed:<reason>`)."""
     times = plain + gzipped
+    polls = polls or {}
     return {
+        "polls": polls.get("ok", 0.0),
+        "skipped": polls.get("skipped", 0.0),
+        "poll_failures": sum(v for k, v in polls.items() if k.startswith("failed:")),
+        "failure_reasons": {k[7:]: v for k, v in polls.items() if k.startswith("failed:")},
         "scrapes": len(times),
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
@@ -250,7 +275,7 @@ def summarize(plain: list[float], gzipped: list[float], errors: list[str], secon
     }
 
 
-def interleaved_scrapes(ports: dict[str, int], scrapers: int, seconds: float, expect: int) -> dict[str, dict[str, Any]]:
+def interleaved_scrapes(ports: dict[str, int], scrapers: int, seconds: float, expect: int, metrics_port: Optional[int] = None) -> dict[str, dict[str, Any]]:
     """`concurrent_scrapes` on each server in turn, in A B B A order (seconds / 2 each), merged per server.
 
     Polls run throughout at the targets' intervals; the order cancels what drifts over the minute (the first polls
@@ -261,12 +286,18 @@ def interleaved_scrapes(ports: dict[str, int], scrapers: int, seconds: float, ex
     order = names + names[::-1]
     phases: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for name in order:
-        phases[name].append(concurrent_scrapes(ports[name], scrapers, seconds / 2, expect))
+        phases[name].append(concurrent_scrapes(ports[name], scrapers, seconds / 2, expect, metrics_port))
     merged = {}
     for name, parts in phases.items():
+        polls: dict[str, float] = {}
+        for part in parts:
+            for key, value in (("ok", part["polls"]), ("skipped", part["skipped"])):
+                polls[key] = polls.get(key, 0.0) + value
+            for reason, value in part["failure_reasons"].items():
+                polls[f"failed:{reason}"] = polls.get(f"failed:{reason}", 0.0) + value
         merged[name] = summarize(
             [t for p in parts for t in p["plain_times"]], [t for p in parts for t in p["gzip_times"]],
-            [e for p in parts for e in p["error_list"]], seconds, scrapers,
+            [e for p in parts for e in p["error_list"]], seconds, scrapers, polls,
         )
     return merged
 
@@ -334,21 +365,15 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         exposition.write_bytes(b"".join(line + b"\n" for line in body.split(b"\n") if line.startswith((b"# HELP inference_", b"# TYPE inference_", b"inference_"))))
         # 5. Concurrent scrapes while the scheduler polls every target at the demo config's interval.
         if concurrent:
-            before = self_metrics(port)
             bridge.ask({"cmd": "start"})
             both = interleaved_scrapes(
                 {"concurrent": port, "legacy_concurrent": bridge.hello["legacy_port"]},
-                plan.concurrent_scrapers, plan.concurrent_seconds, expect,
+                plan.concurrent_scrapers, plan.concurrent_seconds, expect, metrics_port=port,
             )
             for key, result in both.items():
                 for raw in ("plain_times", "gzip_times", "error_list"):
                     result.pop(raw)
                 out[key] = result
-            after = self_metrics(port)
-            count = lambda m, name: sum(v for labels, v in m.get(name, []) if labels.get("target") != "services")  # noqa: E731
-            out["concurrent"]["polls"] = count(after, "metrics_bridge_poll_success_total") - count(before, "metrics_bridge_poll_success_total")
-            out["concurrent"]["poll_failures"] = count(after, "metrics_bridge_poll_failures_total") - count(before, "metrics_bridge_poll_failures_total")
-            out["concurrent"]["skipped"] = count(after, "metrics_bridge_poll_skipped_total")
         # 3. Memory: the bridge's own peak RSS over everything above.
         out["rss_peak"] = bridge.ask({"cmd": "memory"})["peak"]
         bridge.close()
@@ -554,14 +579,20 @@ class Report:
 
     def servers(self) -> str:
         """The HTTP server now (uvicorn) beside the one before (wsgiref, a thread per connection), same app (Markdown)."""
+
+        def failures(conc: dict[str, Any]) -> str:
+            reasons = ", ".join(f"{reason} {count:g}" for reason, count in sorted(conc.get("failure_reasons", {}).items()))
+            return f"{conc.get('polls', 0):g} / {conc.get('poll_failures', 0):g}" + (f" ({reasons})" if reasons else "")
+
         top = self.sizes[-1]
         if "legacy_concurrent" not in top:
             return ""
         ms = lambda pair: f"{pair[0] * 1000:.1f} / {pair[1] * 1000:.1f} ms"  # noqa: E731
         rows = [
             f"| server ({top['series']:,} series) | sequential plain p50 / p99 | sequential gzip p50 / p99 "
-            f"| {top['concurrent']['scrapers']} concurrent: plain p50 / p99 | gzip p50 / p99 | scrapes | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| {top['concurrent']['scrapers']} concurrent: plain p50 / p99 | gzip p50 / p99 | scrapes | errors "
+            "| large polls meanwhile: done / failed (reasons) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, plain, gz, conc in (
             ("uvicorn + a2wsgi (now)", top["scrape_plain"], top["scrape_gzip"], top["concurrent"]),
@@ -569,7 +600,7 @@ class Report:
         ):
             rows.append(
                 f"| {name} | {ms((plain['p50'], plain['p99']))} | {ms((gz['p50'], gz['p99']))} | {ms(conc['plain_p50_p99'])} "
-                f"| {ms(conc['gzip_p50_p99'])} | {conc['scrapes']} | {conc['errors']} |"
+                f"| {ms(conc['gzip_p50_p99'])} | {conc['scrapes']} | {conc['errors']} | {failures(conc)} |"
             )
         return "\n".join(rows)
 
@@ -600,13 +631,14 @@ class Report:
             f"The API saw {sched['api_requests_min']}–{sched['api_requests_max']} requests per healthy target "
             f"(expected {sched['expected_per_target']}).",
         ]
+        reasons = lambda c: (" (" + ", ".join(f"{r}: {n:g}" for r, n in sorted(c["failure_reasons"].items())) + ")") if c.get("failure_reasons") else ""  # noqa: E731
         if conc:
             lines.append(
                 f"- **Concurrent scrapes** at {self.sizes[-1]['series']:,} series: {conc['scrapers']} scrapers (half gzip) for "
                 f"{conc['seconds']:g} s while the scheduler polled every target at the demo config's intervals: {conc['scrapes']} scrapes, {conc['errors']} errors"
                 f"{' (' + '; '.join(conc['error_kinds']) + ')' if conc['errors'] else ''}, p50 {conc['p50'] * 1000:.0f} ms, "
                 f"p99 {conc['p99'] * 1000:.0f} ms; {conc['polls']:g} polls of the large targets ran meanwhile, "
-                f"{conc['poll_failures']:g} failed, {conc['skipped']:g} skipped."
+                f"{conc['poll_failures']:g} failed{reasons(conc)}, {conc['skipped']:g} skipped."
             )
         return "\n".join(lines)
 
@@ -731,9 +763,12 @@ Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s 
 - **scheduling**: {plan.schedule_targets} copies of the demo's services target, 5 % pointed at a loopback URL that holds the
   request past the timeout; "late" and "skipped" come from the bridge's own `metrics_bridge_poll_start_delay_seconds`
   histogram (bucket 1.0) and `metrics_bridge_poll_skipped_total`, read between rounds; the API counts requests as a check.
-- **concurrent scrapes**: {plan.concurrent_scrapers} threads scraping in a loop (half with gzip) for {plan.concurrent_seconds:g} s
+- **concurrent scrapes**: {plan.concurrent_scrapers} scraper processes (`bench/scraper.py`) scraping in a loop (half with gzip) for {plan.concurrent_seconds:g} s
   on each server while the scheduler polls (in A B B A order, {plan.concurrent_seconds / 2:g} s a phase, so that drift over the minute is
   charged to neither); every response must be 200 and complete, every fourth is decoded and its samples counted.
+  Each scraper is a process, as each Prometheus is (threads of the driver measured its GIL), at nice {SCRAPER_NICE}: they
+  stand in for Prometheus servers on other machines, whose reading and decoding would not take the bridge's CPU.
+  The large targets' polls during each server's phases are counted from the bridge's self-metrics, with reasons.
 - The demo API runs in its own process with its clock frozen, so every poll gets the same bytes; the bridge still
   fetches, maps, renders and compresses every poll in full (it has no change detection). Its sockets set TCP_NODELAY,
   as Go's net/http and nginx do: Python's http.server writes headers and body apart, and a small body would otherwise

@@ -1,4 +1,4 @@
-"""The HTTP server under the WSGI app: uvicorn (asyncio + h11) on four event loops, with the limits a hostile network
+"""The HTTP server under the WSGI app: uvicorn (h11) on eight uvloop event loops, with the limits a hostile network
 needs, at the edge, for all of them together.
 
     connections   at most `max_connections` open; past it a new one gets `503` and is closed at once
@@ -6,7 +6,7 @@ needs, at the edge, for all of them together.
     requests      at most `max_requests` in flight (exporter-toolkit's `--web.max-requests`); past it `503`
     idle          a keep-alive connection idle for `keep_alive_timeout` seconds is closed; idle ones cost no thread
     slow readers  a response whose writes stall for `write_stall_timeout` seconds is aborted
-    EMFILE        asyncio's accept loop stops accepting for 1 s and retries (logged as a warning, no traceback)
+    EMFILE        accepting pauses for 1 s (one warning) instead of spinning, as asyncio's own accept loop does
 
 Connection-level events (resets, timeouts, malformed requests) are logged on `exporter.server` at debug.
 """
@@ -14,6 +14,7 @@ Connection-level events (resets, timeouts, malformed requests) are logged on `ex
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import resource
 import socket
@@ -23,12 +24,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import h11
 import uvicorn
 from a2wsgi.wsgi import Body, build_environ
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # libuv's event loop (not on Windows; there the server runs on asyncio's own loop)
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency wherever it installs
+    uvloop = None
 
 __all__ = ["Limits", "MetricsServer", "raise_open_files_limit"]
 
@@ -36,17 +42,109 @@ log = logging.getLogger("exporter.server")
 
 DEFAULT_MAX_REQUESTS = 40
 
-# One event-loop thread serves every connection, beside poll threads that map JSON holding the GIL for a second or
-# more. Each socket write releases the GIL, and taking it back waits for the poll thread's switch interval (5 ms by
-# default): under a poll the loop makes one write per interval. So each write should move much (a 4 MiB send
-# buffer, 1 MiB writes: 29 MB in ~30 writes, not ~140, counted with strace) and the wait should be short (1 ms; a
-# thread holding the GIL is asked to drop it only while another one waits, so a poll alone runs as fast as before).
+# The event-loop threads serve connections beside poll threads that map JSON holding the GIL for a second or more
+# (and parse it in one C call of ~0.2 s at 200k series). Each socket call releases the GIL, and taking it back waits
+# for the poll thread's switch interval (5 ms by default): under a poll a loop makes one step per interval. So each
+# write should move much (a 4 MiB send buffer, 1 MiB writes: 29 MB in ~30 writes, not ~140, counted with strace)
+# and the wait should be short (1 ms; a thread holding the GIL is asked to drop it only while another one waits, so
+# a poll alone runs as fast as before).
 SWITCH_INTERVAL = 0.001
-# Several event loops share the listening socket: each waits for the GIL on its own, so under a poll the connections
-# of one loop move while another's wait (with one loop every connection waits in turn). Measured in bench/'s way
-# (20 scrapers, half gzip, polls running, A B B A against wsgiref): gzip p99 1.13 s with one loop, 0.81-0.95 s
-# with four (wsgiref 0.56-0.66 s), eight no better than four.
-EVENT_LOOPS = 4
+# Under a poll, what a connection gets is its loop's share of the GIL: a thread per connection (the wsgiref server
+# before) has one waiter per connection, a loop one for all of its connections. And each step of a request costs
+# asyncio's pure-Python loop several GIL turns where libuv's costs one. Measured in bench/'s way (20 scraper
+# processes, half gzip, polls running, A B B A against wsgiref, gzip p99): asyncio 1 loop 1.15 s, 4 loops 1.0 s,
+# 8 loops 0.74 s, 16 loops 0.56 s (wsgiref 0.36-0.46 s); uvloop 4 loops 0.57 s, 8 loops 0.32-0.38 s (wsgiref
+# 0.38-0.56 s), 16 loops no better than 8.
+EVENT_LOOPS = 8
+
+
+ACCEPT_RETRY_DELAY = 1.0  # seconds without accepting after EMFILE/ENFILE (asyncio's constants.ACCEPT_RETRY_DELAY)
+WARNING_SPACING = 10.0
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+_last_warning = [0.0]
+
+
+def _warn_once_in_a_while(message: str, *args: Any) -> None:
+    """A warning at most every WARNING_SPACING seconds across the loops (each loop retries on its own), else debug."""
+    now = time.monotonic()
+    if now - _last_warning[0] >= WARNING_SPACING:
+        _last_warning[0] = now
+        log.warning(message, *args)
+    else:
+        log.debug(message, *args)
+
+
+class _Acceptor:
+    """One loop's accepting from the listening socket, as `loop.create_server` would, but pausing when the process
+    is out of descriptors: libuv's accept loop then closes what it can accept and, once its spare descriptor is
+    gone, spins (measured: 2 cores busy past the limit); asyncio's pauses 1 s, and so does this."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol], sock: socket.socket,
+                 ssl_context: Optional[ssl.SSLContext], backlog: int) -> None:
+        self._loop, self._factory, self._sock, self._ssl, self._backlog = loop, factory, sock, ssl_context, backlog
+        self._retry: Optional[asyncio.TimerHandle] = None
+        self._serving = True
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(self._backlog):  # as many as are waiting, up to a backlog's worth a turn
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    _warn_once_in_a_while("cannot accept connections (%s); retrying in %g s", error.strerror or error, ACCEPT_RETRY_DELAY)
+                    self._loop.remove_reader(self._sock.fileno())
+                    self._retry = self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
+                    return
+                log.debug("accept failed: %s", error)  # ECONNABORTED and the like: the next one may do
+                continue
+            conn.setblocking(False)
+            self._loop.create_task(self._connect(conn))
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as error:  # a TLS handshake that failed or timed out
+            log.debug("connection not set up: %s", error)
+            conn.close()
+
+    def _resume(self) -> None:
+        self._retry = None
+        if self._serving:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        """Stop accepting (the socket itself is closed by its owner)."""
+        if self._serving:
+            self._serving = False
+            if self._retry is not None:
+                self._retry.cancel()
+            else:
+                self._loop.remove_reader(self._sock.fileno())
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: connections are uvicorn's to finish."""
+
+
+class _AcceptingLoop:
+    """An event loop whose `create_server(sock=...)` (uvicorn's only call of it here) is an `_Acceptor`."""
+
+    async def create_server(self, protocol_factory: Callable[[], asyncio.Protocol], *args: Any, sock: socket.socket,
+                            ssl: Optional[ssl.SSLContext] = None, backlog: int = 100, **kwargs: Any) -> _Acceptor:
+        return _Acceptor(self, protocol_factory, sock, ssl, backlog)  # type: ignore[arg-type]
+
+
+_LoopClass = type("Loop", (_AcceptingLoop, uvloop.Loop if uvloop is not None else asyncio.SelectorEventLoop), {})
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop where uvloop is installed, else asyncio's; either accepts with `_Acceptor`."""
+    return _LoopClass()
 
 
 @dataclass(frozen=True)
@@ -269,12 +367,10 @@ class _WSGIApp:
 
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """asyncio's unhandled errors as one log line: EMFILE on accept as a warning, connection trouble at debug."""
+    """The loop's unhandled errors as one log line: connection trouble at debug, anything else an error."""
     error = context.get("exception")
     message = context.get("message", "")
-    if isinstance(error, OSError) and "accept" in message:
-        log.warning("cannot accept connections (%s); retrying in 1 s", error.strerror or error)
-    elif isinstance(error, (OSError, ssl.SSLError, EOFError)):
+    if isinstance(error, (OSError, ssl.SSLError, EOFError)):
         log.debug("%s: %s", message, error)
     else:
         log.error("%s: %r", message, error)
@@ -335,7 +431,7 @@ class MetricsServer:
             )
             server = uvicorn.Server(config)
             # Each loop thread runs asyncio's and uvicorn's code directly, with no frame of ours beneath it.
-            loop = asyncio.new_event_loop()
+            loop = new_event_loop()
             loop.set_exception_handler(_log_loop_exception)
             # Its own descriptor of the one listening socket: uvicorn closes the sockets it served at shutdown.
             listener = self.socket.dup()

@@ -531,6 +531,43 @@ def test_reset_and_abandoned_connections_leave_no_traceback_on_stderr(api, tmp_p
     assert "serving metrics on http://127.0.0.1:" in stderr
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_the_server_pauses_accepting_warns_once_and_recovers(api, tmp_path):
+    import resource
+
+    api.routes["/pods"] = Reply(pods("a"))
+    bridge = BridgeProcess(pods_config(api), tmp_path)
+    sockets: list[socket.socket] = []
+    try:
+        in_use = len(os.listdir(f"/proc/{bridge.proc.pid}/fd"))
+        resource.prlimit(bridge.proc.pid, resource.RLIMIT_NOFILE, (in_use + 8, in_use + 8))
+        sockets = [socket.create_connection(("127.0.0.1", bridge.port), timeout=5) for _ in range(60)]  # past the limit
+        wait_until(lambda: "cannot accept connections" in bridge.stderr_path.read_text())
+        before = cpu_seconds(bridge.proc.pid)
+        time.sleep(2.0)  # the measuring window itself: how much CPU two seconds past the limit cost
+        spent = cpu_seconds(bridge.proc.pid) - before
+        for sock in sockets:
+            sock.close()
+        sockets = []
+        started = time.monotonic()
+        response = requests.get(bridge.url + "/metrics", timeout=5)
+        recovered = time.monotonic() - started
+    finally:
+        for sock in sockets:
+            sock.close()
+        stderr = bridge.stop()
+    assert spent < 0.3, f"{spent:.2f} s of CPU in 2 s past the descriptor limit: the accept loop spins"
+    assert response.status_code == 200 and 'pod="a"' in response.text
+    assert recovered < 3.0
+    assert stderr.count("cannot accept connections (Too many open files); retrying in 1 s") == 1, stderr
+    assert "Traceback" not in stderr
+
+
 def test_reload_is_refused_without_enable_lifecycle_and_to_cross_origin_browser_requests(api, tmp_path):
     api.routes["/pods"] = Reply(pods("a"))
     path = tmp_path / "config.yaml"
