@@ -11,7 +11,8 @@ standard input with one JSON line on standard output:
     {"cmd": "stages", "rounds": 3}  the same polls taken apart: fetch (HTTP + orjson.loads), map, render + compress
     {"cmd": "loads", "repeat": 5}   fetch each target's body once and time `orjson.loads` alone on those bytes
     {"cmd": "start"}                start the scheduler (every target's first poll is now)
-    {"cmd": "memory"}               current and peak RSS, in bytes
+    {"cmd": "memory"}               current and peak RSS, in bytes ("settle": true: once the background compressor,
+                                    which trims the heap after a large snapshot, has finished with every snapshot)
     {"cmd": "quit"}                 stop polling and serving, then exit
 """
 
@@ -37,7 +38,7 @@ from exporter.config import Config, load_config  # noqa: E402
 from exporter.logsetup import configure_logging  # noqa: E402
 from exporter.memory import fix_mmap_threshold, limit_arenas  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
-from exporter.store import Snapshot  # noqa: E402
+from exporter.store import COMPRESSOR, Snapshot  # noqa: E402
 from exporter.server import MetricsServer, create_app  # noqa: E402
 from legacy_server import LegacyServer  # noqa: E402
 
@@ -157,7 +158,10 @@ def main() -> int:
             bridge.start()
             reply = {"started": True}
         elif cmd == "memory":
-            reply = memory()
+            if command.get("settle") and not COMPRESSOR.wait_idle(60):
+                reply = {"error": "the compressor did not finish within 60 s"}
+            else:
+                reply = memory()
         elif cmd == "quit":
             break
         else:

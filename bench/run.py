@@ -341,12 +341,14 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         out["poll_targets"] = {name: statistics.median(d) for name, d in polls["durations"].items()}
         stages = bridge.ask({"cmd": "stages", "rounds": plan.poll_rounds})
         out["stages"] = {stage: sum(t[stage] for t in stages.values()) for stage in ("fetch", "map", "render", "publish")}
+        # Steady memory: between polls, once the last publish's background compression (and trim) is done; measured
+        # before the loads command, whose parsed documents the bridge itself never makes.
+        memory = bridge.ask({"cmd": "memory", "settle": True})
+        out["rss_polled"], out["rss_peak_polling"] = memory["rss"], memory["peak"]
+        out["bytes_per_series"] = (out["rss_polled"] - out["rss_idle"]) / max(1, out["series"])
         loads = bridge.ask({"cmd": "loads", "repeat": plan.loads_repeat})
         out["loads"] = sum(v["loads"] for v in loads.values())
         out["response_bytes"] = sum(v["bytes"] for v in loads.values())
-        memory = bridge.ask({"cmd": "memory"})
-        out["rss_polled"], out["rss_peak_polling"] = memory["rss"], memory["peak"]
-        out["bytes_per_series"] = (out["rss_polled"] - out["rss_idle"]) / max(1, out["series"])
         if not full:
             out["rss_peak"] = memory["peak"]
             return out
@@ -366,6 +368,9 @@ def measure_size(series: int, plan: Plan, work: Path, concurrent: bool, full: bo
         # 5. Concurrent scrapes while the scheduler polls every target at the demo config's interval.
         if concurrent:
             bridge.ask({"cmd": "start"})
+            # Every target polls at once when the scheduler starts: wait for that burst to end (/readyz answers 200
+            # once each target's first poll is done), or the first phase, and only it, would be charged for it.
+            wait_ready(port, 120.0)
             both = interleaved_scrapes(
                 {"concurrent": port, "legacy_concurrent": bridge.hello["legacy_port"]},
                 plan.concurrent_scrapers, plan.concurrent_seconds, expect, metrics_port=port,
@@ -469,6 +474,23 @@ def measure_scheduling(plan: Plan, work: Path) -> dict[str, Any]:
         "api_requests_min": min(made) if made else 0,
         "api_requests_max": max(made) if made else 0,
     }
+
+
+def wait_ready(port: int, timeout: float) -> None:
+    """Until the bridge's /readyz answers 200 (every target's first poll done); RuntimeError past `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.1)  # polling an endpoint for a state change, not standing in for one
+    raise RuntimeError(f"the bridge was not ready within {timeout:g} s")
 
 
 def scrape_json(url: str) -> Any:
@@ -759,7 +781,8 @@ Where poll-to-publish goes (each target's poll taken apart into `Poller.poll`'s 
   HTTP) over the bridge's whole HTTP scrape: the stricter of the two ratios.
 - **peak RSS**: the bridge process's VmHWM over every phase at that size (the largest size includes the scheduler
   polling all targets at once and the concurrent scrapes); **bytes/series** is the RSS growth from the idle bridge to
-  the bridge holding its snapshots, per series.
+  the bridge holding its snapshots, per series, between polls: after the poll and stage rounds, once the background
+  compressor (which trims the heap after a large snapshot) has finished, and before the orjson.loads timing.
 - **scheduling**: {plan.schedule_targets} copies of the demo's services target, 5 % pointed at a loopback URL that holds the
   request past the timeout; "late" and "skipped" come from the bridge's own `metrics_bridge_poll_start_delay_seconds`
   histogram (bucket 1.0) and `metrics_bridge_poll_skipped_total`, read between rounds; the API counts requests as a check.

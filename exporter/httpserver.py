@@ -5,7 +5,7 @@ needs, at the edge, for all of them together.
     request head  request line + headers within `head_timeout` seconds and `max_head_bytes` bytes, else closed / 400
     requests      at most `max_requests` in flight (exporter-toolkit's `--web.max-requests`); past it `503`
     idle          a keep-alive connection idle for `keep_alive_timeout` seconds is closed; idle ones cost no thread
-    slow readers  a response whose writes stall for `write_stall_timeout` seconds is aborted
+    slow readers  a connection whose queued response makes no progress for `write_stall_timeout` seconds is aborted
     EMFILE        accepting pauses for 1 s (one warning) instead of spinning, as asyncio's own accept loop does
 
 Connection-level events (resets, timeouts, malformed requests) are logged on `exporter.server` at debug.
@@ -157,6 +157,11 @@ class Limits:
     max_head_bytes: int = 32 * 1024
     keep_alive_timeout: float = 30.0
     write_stall_timeout: float = 30.0
+    # Bytes of response a connection may queue before its writer waits. uvloop queues references to the snapshot's
+    # bytes (no copy) and libuv sends them in C as the client reads, without the GIL: a scrape's whole body is one
+    # step of the loop instead of a step (a GIL turn) per 64 KiB drained. asyncio's own transport would copy them,
+    # so there the default (64 KiB) stays.
+    write_queue: int = 256 * 1024 * 1024
     send_buffer: int = 4 * 1024 * 1024  # SO_SNDBUF of each connection (the kernel caps it at net.core.wmem_max); 0 = leave it
 
     @property
@@ -225,6 +230,11 @@ class _EdgeProtocol(H11Protocol):
             transport.write(_OVER_CAPACITY)
             transport.close()
             return
+        if uvloop is not None and self.limits.write_queue:
+            transport.set_write_buffer_limits(high=self.limits.write_queue)
+        self._queued, self._progress_at = 0, self.loop.time()
+        if self.limits.write_stall_timeout > 0:
+            self._stall_timer = self.loop.call_later(self.limits.write_stall_timeout / 4, self._check_writes)
         if self.limits.send_buffer:
             sock = transport.get_extra_info("socket")
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -251,15 +261,6 @@ class _EdgeProtocol(H11Protocol):
             self.tally.add(-1)
         super().connection_lost(exc)
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._stall_timer is None:
-            self._stall_timer = self.loop.call_later(self.limits.write_stall_timeout, self._stalled)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._cancel_stall_timer()
-
     def _arm_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_expired)
 
@@ -279,10 +280,21 @@ class _EdgeProtocol(H11Protocol):
             log.debug("closing the connection from %s: request head not complete within %gs", self._peer(), self.limits.head_timeout)
             self.transport.abort()
 
-    def _stalled(self) -> None:
+    def _check_writes(self) -> None:
+        """Every quarter of `write_stall_timeout`: abort the connection once its queued bytes have not gone down
+        for `write_stall_timeout` (a client that stopped reading)."""
         self._stall_timer = None
-        log.debug("aborting the response to %s: no write progress for %gs", self._peer(), self.limits.write_stall_timeout)
-        self.transport.abort()
+        if self.transport.is_closing():
+            return
+        queued, now = self.transport.get_write_buffer_size(), self.loop.time()
+        if queued == 0 or queued < self._queued:
+            self._progress_at = now
+        elif now - self._progress_at >= self.limits.write_stall_timeout:
+            log.debug("aborting the response to %s: no write progress for %gs", self._peer(), self.limits.write_stall_timeout)
+            self.transport.abort()
+            return
+        self._queued = queued
+        self._stall_timer = self.loop.call_later(self.limits.write_stall_timeout / 4, self._check_writes)
 
     def _peer(self) -> str:
         return "%s:%d" % self.client if self.client else "?"
@@ -414,7 +426,8 @@ class MetricsServer:
         self.limits = limits or Limits()
         self.socket = _bind(host, port)
         self._wsgi = _WSGIApp(app, self.limits.workers)
-        protocol = type("EdgeProtocol", (_EdgeProtocol,), {"limits": self.limits, "tally": _Tally()})
+        self._connections = _Tally()
+        protocol = type("EdgeProtocol", (_EdgeProtocol,), {"limits": self.limits, "tally": self._connections})
         edge = _InFlightLimit(self._wsgi, self.limits.max_requests)
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop banners; ours are in cli
         self._servers: list[uvicorn.Server] = []
@@ -444,6 +457,11 @@ class MetricsServer:
             self.threads.append(
                 threading.Thread(target=loop.run_until_complete, args=(serving,), name=f"metrics-http-{index}", daemon=True)
             )
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, across the loops."""
+        return self._connections.value
 
     @property
     def port(self) -> int:

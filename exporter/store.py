@@ -99,6 +99,8 @@ class _Compressor:
         self._queue: "queue.SimpleQueue[Snapshot]" = queue.SimpleQueue()
         self._thread: Optional[threading.Thread] = None
         self._start_lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._pending = 0
 
     def submit(self, snapshot: Snapshot) -> None:
         """Compress `snapshot` soon, on the compressor thread."""
@@ -107,7 +109,14 @@ class _Compressor:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name="snapshot-compressor", daemon=True)
                     self._thread.start()
+        with self._idle:
+            self._pending += 1
         self._queue.put(snapshot)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every snapshot submitted so far is compressed (and the heap trimmed after it); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def _run(self) -> None:
         while True:
@@ -117,6 +126,10 @@ class _Compressor:
             del snapshot
             if large and self._queue.empty():
                 trim()  # the poll that built it freed its parsed document and samples: give those pages back
+            with self._idle:
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.notify_all()
 
 
 TRIM_AFTER_SERIES = 20_000  # trimming costs a few ms; after small polls there is little to give back

@@ -568,6 +568,66 @@ def test_out_of_file_descriptors_the_server_pauses_accepting_warns_once_and_reco
     assert "Traceback" not in stderr
 
 
+def big_body_app(size: int):
+    """A WSGI app answering every request with `size` zero bytes."""
+    body = bytes(size)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        return [memoryview(body)[i : i + (1 << 20)] for i in range(0, size, 1 << 20)]
+
+    return app
+
+
+def request_with_small_window(port: int) -> socket.socket:
+    """A connection with a 64 KiB receive buffer that has sent `GET /` and read nothing yet."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+def test_a_client_that_stops_reading_is_cut_off_at_the_write_stall_deadline():
+    from exporter.httpserver import Limits
+
+    size = 64 * 1024 * 1024
+    server = MetricsServer(big_body_app(size), "127.0.0.1", 0, limits=Limits(write_stall_timeout=1.0)).start()
+    sock = request_with_small_window(server.port)
+    try:
+        wait_until(lambda: server.open_connections == 1, timeout=5)
+        started = time.monotonic()
+        wait_until(lambda: server.open_connections == 0, timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+        server.close()
+    # Closed while the client had read nothing: 64 MiB cannot have gone through its window and the send buffer.
+    assert 0.75 <= elapsed < 2.0, f"aborted after {elapsed:.2f} s with a 1 s write-stall deadline"  # counted from the connection
+
+
+def test_a_client_reading_slowly_but_steadily_gets_the_whole_body():
+    from exporter.httpserver import Limits
+
+    size = 8 * 1024 * 1024
+    server = MetricsServer(big_body_app(size), "127.0.0.1", 0, limits=Limits(write_stall_timeout=0.4)).start()
+    sock = request_with_small_window(server.port)
+    received = b""
+    try:
+        sock.settimeout(5)
+        while len(received) < size + 40:  # the body and its header lines
+            chunk = sock.recv(128 * 1024)
+            if not chunk:
+                break
+            received += chunk
+            time.sleep(0.04)  # a slow reader: about 3 MB/s, each pause far below the deadline
+    finally:
+        sock.close()
+        server.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == size
+
+
 def test_reload_is_refused_without_enable_lifecycle_and_to_cross_origin_browser_requests(api, tmp_path):
     api.routes["/pods"] = Reply(pods("a"))
     path = tmp_path / "config.yaml"
