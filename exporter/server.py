@@ -174,4 +174,19 @@ def create_app(
             return text(start_response, "400 Bad Request", "configuration rejected, still running the previous one:\n" + "".join(f"  {p}\n" for p in problems))
         return text(start_response, "404 Not Found", f"not found; try {telemetry_path}\n")
 
+    def quick(environ: dict) -> bool:
+        """Whether answering `environ` cannot block (no bcrypt, no wait for a snapshot's compression), so that the
+        server may run it on its event loop instead of a worker thread."""
+        if auth.enabled:
+            return False
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            return True
+        if path != telemetry_path:
+            return False
+        if not gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            return True
+        return all(snapshot.compressed for snapshot in bridge.store.current().values())
+
+    app.quick = quick  # type: ignore[attr-defined]
     return app

@@ -83,6 +83,11 @@ class Snapshot:
         """Every family's lines as a gzip segment, in order (compressed now if the background has not yet)."""
         return self._segments.get()  # type: ignore[union-attr]
 
+    @property
+    def compressed(self) -> bool:
+        """Whether `deflated` is ready (reading it then never waits)."""
+        return self._segments.ready  # type: ignore[union-attr]
+
     def family_deflated(self, index: int) -> DeflatedChunk:
         """The lines of `families[index]` as a gzip segment."""
         return self.deflated[index]

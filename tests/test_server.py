@@ -114,6 +114,57 @@ def test_unknown_paths_are_404():
         server.close()
 
 
+def one_target_bridge() -> Bridge:
+    return Bridge(parse_config("targets: [{name: t, url: 'http://127.0.0.1:1/', mappings: [{level: service, metrics: [{name: m, value: v}]}]}]"), process_metrics=False)
+
+
+def test_only_requests_that_cannot_block_are_quick(password_hash, monkeypatch):
+    from exporter import store as store_module
+    from exporter.exposition import FamilyHeader
+    from exporter.mapping import MapResult
+    from exporter.store import Snapshot
+
+    bridge = one_target_bridge()
+    app = create_app(bridge)
+    environ = lambda path, gz=False: {"PATH_INFO": path, **({"HTTP_ACCEPT_ENCODING": "gzip"} if gz else {})}  # noqa: E731
+    assert app.quick(environ("/metrics")) and app.quick(environ("/metrics", gz=True)) and app.quick(environ("/healthz"))
+    assert not app.quick(environ("/")) and not app.quick(environ("/api/v1/targets")) and not app.quick(environ("/-/reload"))
+    # A gzip scrape of a snapshot not yet compressed would wait for the compression: not quick until it is done.
+    monkeypatch.setattr(store_module.COMPRESSOR, "submit", lambda snapshot: None)
+    result = MapResult(families={"m": {'{level="service",target="t"}': 1.0}})
+    snap = Snapshot.build("t", result, {"m": FamilyHeader.build("m", "gauge", "M.")}, 60.0)
+    bridge.store.publish(snap)
+    assert app.quick(environ("/metrics")) and not app.quick(environ("/metrics", gz=True))
+    snap.deflated  # noqa: B018
+    assert app.quick(environ("/metrics", gz=True))
+    # With basic auth every request may need bcrypt: none is quick.
+    guarded = create_app(bridge, authenticator=Authenticator({"prometheus": password_hash}))
+    assert not guarded.quick(environ("/metrics")) and not guarded.quick(environ("/healthz"))
+
+
+def test_quick_requests_run_on_the_event_loop_and_the_others_on_a_worker_thread():
+    import threading
+
+    app = create_app(one_target_bridge())
+    threads: dict[str, str] = {}
+
+    def recording(environ, start_response):
+        threads[environ["PATH_INFO"]] = threading.current_thread().name
+        return app(environ, start_response)
+
+    recording.quick = app.quick
+    server = MetricsServer(recording, "127.0.0.1", 0).start()
+    try:
+        for path in ("/metrics", "/healthz", "/api/v1/targets", "/"):
+            assert requests.get(f"http://127.0.0.1:{server.port}{path}", timeout=5).status_code in (200, 503)
+    finally:
+        server.close()
+    for path in ("/metrics", "/healthz"):
+        assert threads[path].startswith("metrics-http-") and "worker" not in threads[path], threads
+    for path in ("/api/v1/targets", "/"):
+        assert threads[path].startswith("metrics-http-worker"), threads
+
+
 def test_listen_addresses_are_parsed():
     assert parse_listen("0.0.0.0:9877") == ("0.0.0.0", 9877)
     assert parse_listen(":9100") == ("0.0.0.0", 9100)

@@ -4,7 +4,7 @@ import math
 
 from exporter.exposition import FamilyHeader
 from exporter.mapping import MapResult
-from exporter.store import Snapshot, SnapshotStore
+from exporter.store import COMPRESSOR, Snapshot, SnapshotStore
 
 from fakeapi import wait_until
 
@@ -65,3 +65,19 @@ def test_publishing_a_snapshot_has_it_compressed_in_the_background():
     assert wait_until(lambda: snap._segments.ready)
 
 
+
+
+def test_a_snapshot_says_whether_its_gzip_segments_are_ready_and_reading_them_makes_them_so():
+    snap = snapshot("a", 1)
+    assert snap.compressed is False
+    snap.deflated  # noqa: B018
+    assert snap.compressed is True
+
+
+def test_the_compressor_can_be_waited_on_until_every_published_snapshot_is_compressed():
+    store = SnapshotStore()
+    snaps = [snapshot(f"t{i}", i) for i in range(20)]
+    for snap in snaps:
+        store.publish(snap)
+    assert COMPRESSOR.wait_idle(10)
+    assert all(snap.compressed for snap in snaps)
