@@ -21,6 +21,7 @@ import random
 import re
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -38,6 +39,7 @@ from . import __version__
 from .auth import AuthFailure, auth_secrets, build_auth, within_deadline
 from .config import Pagination, Target
 from .deadline import WATCHDOG, DeadlineAdapter
+from .gcpause import PAUSE_ABOVE_BYTES, paused_collection
 from .paths import Getter, PathError, compile_path
 from .request import Request, RequestTemplate
 from .templating import TemplateFailure, WindowTracker, poll_context
@@ -258,15 +260,16 @@ def _retry_after(response: requests.Response) -> Optional[float]:
 def _parse_json(body: Union[bytes, bytearray], content_type: str) -> Any:
     if not body or body.isspace():  # no .strip(): that would copy a body of up to max_response_bytes
         raise FetchError("invalid_json", "empty response body")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        first = str(exc)
-    try:
-        # The standard library also reads the NaN and Infinity literals some APIs emit.
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        pass
+    with paused_collection() if len(body) > PAUSE_ABOVE_BYTES else nullcontext():
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            first = str(exc)
+        try:
+            # The standard library also reads the NaN and Infinity literals some APIs emit.
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            pass
     hint = f" (content-type {content_type.split(';')[0]})" if content_type and "json" not in content_type else ""
     raise FetchError("invalid_json", f"response is not valid JSON{hint}: {first[:200]}")
 
