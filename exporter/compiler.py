@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import orjson
 
-from .convert import _QUANTITY_SUFFIX, ConversionError
+from .convert import _QUANTITY_SUFFIX, ConversionError, utc_timestamp
 from .exposition import escape_label_value
 from .paths import field_keys
 
@@ -102,21 +102,56 @@ class _Text:
 
     def __init__(self, *parts: str) -> None:
         self.parts: list[tuple[bool, str]] = []  # (is a variable, text or name)
+        # Where each label's escaped value is: `,name="` → a variable holding it, or None where the text has a part
+        # that could hold any label (copied labels) and so only searching the text tells.
+        self.labels: Optional[dict[str, str]] = {}
+        self.shape = ""  # the text with every variable part as NUL: what its constant parts can spell
         for part in parts:
             self.constant(part)
 
     def constant(self, text: str) -> "_Text":
         if text:
             self.parts.append((False, text))
+            self.shape += text
         return self
 
     def variable(self, name: str) -> "_Text":
         self.parts.append((True, name))
+        self.shape += "\0"
         return self
 
     def extend(self, other: "_Text") -> "_Text":
         self.parts.extend(other.parts)
+        self.shape += other.shape
+        self.labels = None if self.labels is None or other.labels is None else {**self.labels, **other.labels}
         return self
+
+    def named(self, name: str, like: "_Text") -> "_Text":
+        """A variable `name` holding the text of `like` (what it holds stays known)."""
+        self.parts.append((True, name))
+        self.shape += like.shape
+        self.labels = dict(like.labels) if like.labels is not None else None
+        return self
+
+    def label(self, prefix: str, name: str) -> "_Text":
+        """The variable `name`, holding the escaped value of the label that `prefix` (`,pod="`) starts."""
+        self.variable(name)
+        if self.labels is not None:
+            self.labels[prefix] = name
+        return self
+
+    def opaque(self, name: str) -> "_Text":
+        """The variable `name`, holding label text of any names."""
+        self.variable(name)
+        self.labels = None
+        return self
+
+    def holder(self, prefix: str) -> Optional[str]:
+        """The variable holding the value of the label `prefix` starts, when that alone decides whether it is empty:
+        the label is in the text once, as that variable, and no constant part could hold it instead."""
+        if self.labels is None or prefix not in self.labels or self.shape.count(prefix) != 1:
+            return None
+        return self.labels[prefix]
 
     @property
     def empty(self) -> bool:
@@ -225,18 +260,18 @@ class _Generator:
                     src(f"{name} = label_text({name})")
                     src(f"if {name} is None: {name} = ''")
                 src(f"if '\\\\' in {name} or '\"' in {name} or '\\n' in {name}: {name} = escape({name})")
-                text.variable(name)
+                text.label(prefix, name)
             elif keys is not None and at is not None and spec.regex is not None and not spec.key and hasattr(reader, "memo"):
                 # A field cut down by a regex: its label text remembered across polls, by the reader that computes it.
                 name = src.name("l")
                 raw = at.read(keys)
                 src(f"{name} = {self.bind('memo', reader.memo)}.get({raw}) if type({raw}) is str else None")
                 src(f"if {name} is None: {name} = {self.bind('label', reader)}({node}, {key})")
-                text.variable(name)
+                text.label(prefix, name)
             else:
                 name = src.name("l")
                 src(f"{name} = {self.bind('label', reader)}({node}, {key})")
-                text.variable(name)
+                text.label(prefix, name)
             text.constant('"')
         return text
 
@@ -271,6 +306,7 @@ class _Generator:
         namespace = {
             "EMPTY": {},
             "BINARY_SUFFIXES": _QUANTITY_SUFFIX,
+            "utc_timestamp": utc_timestamp,
             "CHECK_EVERY": mapping.CHECK_EVERY,
             "MEMO_SIZE": mapping._MEMO_SIZE,
             "MappingError": mapping.MappingError,
@@ -331,8 +367,9 @@ class _Generator:
                     labels = self.labels(step.labels, spec.labels, None, element, item_key)
                     if not labels.empty:
                         name = src.name("o")
-                        src(f"{name} = {text.extend(labels).code()}")
-                        text = _Text().variable(name)
+                        text.extend(labels)
+                        src(f"{name} = {text.code()}")
+                        text = _Text().named(name, text)
                 self.level(depth + 1, element, item_key, text)
 
     # ------------------------------------------------------------------------------------------------------- element
@@ -351,12 +388,12 @@ class _Generator:
         if group.copied_labels is not None:
             copied = src.name("c")
             src(f"{copied} = {self.bind('labels_from', group.copied_labels)}({node})")
-            common.variable(copied)
+            common.opaque(copied)
         limit = mapper.value_limit
         if limit and not common.empty:
             src(f"common = {common.code()}")
             src(f"if len(common) > {limit}: long_value(common)")
-            common = _Text().variable("common")
+            common = _Text().named("common", common)
         slots: dict[tuple[str, tuple[str, ...]], tuple[str, str]] = {}
         for k, metric in enumerate(group.metrics):
             slot = None
@@ -365,9 +402,10 @@ class _Generator:
                 slot = slots.get(slot_key)
                 if slot is None:
                     text, empty = src.name("t"), src.name("empty")
-                    src(f"{text} = {_Text(metric.prefix).extend(common).constant('}').code()}")
+                    parts = _Text(metric.prefix).extend(common).constant("}")
+                    src(f"{text} = {parts.code()}")
                     if metric.required:
-                        self.empty_label(empty, text, metric.required)
+                        self.empty_label(empty, text, metric.required, parts)
                     else:
                         empty = "None"
                     slot = slots[slot_key] = (text, empty)
@@ -382,18 +420,19 @@ class _Generator:
             return f"{expression} * {self.number(metric.scale)}"
         return expression
 
-    def empty_label(self, target: str, text: str, required: list[str]) -> None:
-        """`target = ` the first required label absent or empty in `text`, else None (`mapping._empty_label`, inline)."""
+    def empty_label(self, target: str, text: str, required: list[str], parts: _Text) -> None:
+        """`target = ` the first required label absent or empty in `text`, else None (`mapping._empty_label`): where
+        the text is known to hold each required label once, as a variable, by testing those variables."""
         src = self.src
-        depth = src.depth
-        for prefix in required:
-            src(f"start = {text}.find({prefix!r})")
-            src(f"if start < 0 or {text}[start + {len(prefix)}] == '\"':")
+        holders = [parts.holder(prefix) for prefix in required]
+        if None in holders:
+            src(f"{target} = empty_label({text}, {tuple(required)!r})")
+            return
+        for n, (prefix, holder) in enumerate(zip(required, holders)):
+            src(f"{'elif' if n else 'if'} not {holder}:")
             src(f"    {target} = {prefix[1:-2]!r}")
-            src("else:")
-            src.depth += 1
-        src(f"{target} = None")
-        src.depth = depth
+        src("else:")
+        src(f"    {target} = None")
 
     def metric(self, k: int, metric: "_Metric", at: _Element, node: str, key: str, common: _Text, slot: Optional[tuple[str, str]]) -> None:
         """One metric's value read, checked and stored (with its own labels' text when it has any)."""
@@ -428,9 +467,16 @@ class _Generator:
                 with src.block():
                     src(f"value = {self.rescaled('float(raw)', metric)}")
                 if spec.convert == "quantity":
-                    src("elif type(raw) is str and raw[-2:] in BINARY_SUFFIXES and raw[:-2].isdigit() and raw.isascii():  # 16Gi")
+                    src(
+                        "elif type(raw) is str and (factor := BINARY_SUFFIXES.get(raw[-2:])) is not None"
+                        " and (digits := raw[:-2]).isdigit() and raw.isascii():  # 16Gi"
+                    )
                     with src.block():
-                        src(f"value = {self.rescaled('float(raw[:-2]) * BINARY_SUFFIXES[raw[-2:]]', metric)}")
+                        src(f"value = {self.rescaled('float(digits) * factor', metric)}")
+            if spec.convert == "timestamp" and spec.regex is None and spec.enum is None and metric.reduce is None:
+                src("elif type(raw) is str and raw[-1:] == 'Z' and raw[:1].isdigit() and (stamp := utc_timestamp(raw)) is not None:")
+                with src.block():
+                    src(f"value = {self.rescaled('stamp', metric)}")
             src("else:")
             with src.block():
                 src(f"value = memo{k}.get(raw) if type(raw) is str else None")
@@ -459,11 +505,12 @@ class _Generator:
         else:
             own = self.labels(metric.labels, spec.labels, at, node, key)
             text, empty = "text", "empty"
-            src(f"text = {_Text(metric.prefix).extend(common).extend(own).constant('}').code()}")
+            parts = _Text(metric.prefix).extend(common).extend(own).constant("}")
+            src(f"text = {parts.code()}")
             if mapper.value_limit:
                 src(f"if len(text) > {mapper.value_limit}: long_value(text)")
             if metric.required:
-                self.empty_label("empty", "text", metric.required)
+                self.empty_label("empty", "text", metric.required, parts)
             else:
                 src("empty = None")
         series = f"f{k}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 __all__ = [
     "ConversionError",
@@ -178,6 +178,15 @@ def parse_timestamp(value: Any) -> float:
     if parsed.tzinfo is None:
         raise ConversionError(f"timestamp without a time zone: {_describe(value)}")
     return parsed.timestamp()
+
+
+def utc_timestamp(text: str) -> Optional[float]:
+    """`parse_timestamp` of an RFC 3339 string ending in `Z`, or None where it is not one `datetime` reads."""
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00")
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed.tzinfo is not None else None  # "2026-01-02Z" reads as a naive date
 
 
 def parse_epoch_ms(value: Any) -> float:

@@ -688,7 +688,23 @@ CHECK_EVERY = 1024  # elements mapped between two looks at the clock and the sam
 def _empty_label(text: str, required: Sequence[str]) -> Optional[str]:
     """The first of the `required` label prefixes (`,pod="`) absent or empty in a series text, by name; else None."""
     for prefix in required:
-        start = text.find(prefix)
+        start = _label_start(text, prefix)
         if start < 0 or text[start + len(prefix)] == '"':
             return prefix[1:-2]
     return None
+
+
+def _label_start(text: str, prefix: str) -> int:
+    """Where the label that `prefix` (`,pod="`) starts is in a series text, or -1: the first match that follows the
+    closing quote of the label before it, not one inside a value (a value can end in `,pod=`, and contain `\\",pod=`)."""
+    start = text.find(prefix)
+    while start > 0:
+        quote = start - 1
+        if text[quote] == '"':
+            slashes = 0
+            while quote - slashes > 0 and text[quote - slashes - 1] == "\\":
+                slashes += 1
+            if not slashes % 2:  # the quote is a delimiter, not an escaped quote
+                return start
+        start = text.find(prefix, start + 1)
+    return -1

@@ -86,6 +86,8 @@ DOCUMENTS = {
     "a long label value": {"items": [ITEM, {**ITEM, "name": "n" * 30}]},
     "a long copied label value": {"items": [{**ITEM, "meta": {"team": "t" * 30}}]},
     "an empty pod label": {"pods": [{"ns": "n1", "name": "", "containers": [{"name": "c3", "v": 3}]}]},
+    "an empty pod label after a value ending in ',pod='": {"pods": [{"ns": "n1,pod=", "name": "", "containers": [{"name": "c", "v": 1}]}]},
+    "an empty pod label after a value holding '\\\",pod='": {"pods": [{"ns": '\\",pod=', "name": "", "containers": [{"name": "c", "v": 1}]}]},
     "a map instead of a list": {"items": {"k1": ITEM, "k2": {**ITEM, "name": "b"}}},
     "bad values": {"items": [{**ITEM, "q": "lots", "state": "sideways", "d": [], "values": ["a"]}]},
     "duplicates": {"items": [ITEM, ITEM, ITEM]},
@@ -232,3 +234,40 @@ targets:
 )
 def test_root_mappings_and_map_keys_compile_to_the_same_series(document):
     assert_compiled_matches_reference(Mapper(parse_config(ROOT_AND_KEYS).targets[0]), document)
+
+
+def test_an_empty_required_label_is_found_whatever_the_label_values_before_it_spell():
+    """A value ending in `,pod=` (or holding an escaped quote before it) is not where the pod label starts."""
+    for name in ("an empty pod label after a value ending in ',pod='", "an empty pod label after a value holding '\\\",pod='"):
+        kind, *rest = outcome(MAPPERS["plain"], "map", [DOCUMENTS[name]])
+        assert kind == "error" and rest[2].endswith("p_container_value: empty 'pod' label"), rest
+
+
+COPIED_AT_CONTAINER_LEVEL = """
+targets:
+  - name: copied
+    url: http://127.0.0.1:1/
+    labels: {cluster: c1}
+    mappings:
+      - each:
+          - {path: pods, labels: {pod: name}}
+          - {path: containers, labels: {container: name}}
+        level: container
+        labels_from: {path: extra}
+        metrics:
+          - {name: c_value, value: v}
+"""
+
+
+def test_required_labels_are_tested_by_their_variables_unless_copied_labels_could_hold_them(monkeypatch):
+    """The demo's pods mapping tests the pod label's variable; with `labels_from`, which may spell any label, the
+    generated code searches the series text as the reference does, and both still agree."""
+    monkeypatch.setenv("METRICS_BRIDGE_DEMO_URL", "http://127.0.0.1:1/")
+    demo = load_config(ROOT / "exporter" / "demo.yaml", syntax_only=True).targets
+    pods = Mapper(next(t for t in demo if t.name == "pods"))
+    assert "if not l1:\n" in pods.compiled[0].source and "empty_label(" not in pods.source
+    copied = Mapper(parse_config(COPIED_AT_CONTAINER_LEVEL).targets[0])
+    assert "empty_label(t0, (',pod=\"', ',container=\"'))" in copied.source
+    for extra in ({"pod": ""}, {"x": "y,pod="}, {}):
+        document = {"pods": [{"name": "p", "containers": [{"name": "c", "v": 1, "extra": extra}]}, {"name": "", "containers": [{"name": "c", "v": 2}]}]}
+        assert_compiled_matches_reference(copied, document)
