@@ -107,3 +107,31 @@ def test_a_small_response_leaves_the_collector_alone(collections: list[int]) -> 
     collections.clear()
     _parse_json(body, "application/json")
     assert collections, "a parse this size is left to the collector as usual"
+
+
+def test_a_large_parse_ends_without_a_collection_and_its_document_in_the_oldest_generation(collections: list[int]) -> None:
+    # Nested, as API responses are: a dict of only strings and numbers is not tracked by the collector at all.
+    body = orjson.dumps([{"pod": f"p-{i}", "usage": {"cpu": i}} for i in range(PAUSE_ABOVE_BYTES // 24)])
+    collections.clear()
+    document = _parse_json(body, "application/json")
+    _ = [{} for _ in range(500)]  # fewer than a young collection needs (700), but after a plain re-enable one starts
+    assert collections == [], "without the promotion the first allocation collects every dict the parse made"
+    assert gc.get_count()[0] < 700
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert gc.is_tracked(document[12345])
+    assert id(document) in oldest and id(document[12345]) in oldest
+    assert gc.get_freeze_count() == 0, "nothing stays frozen"
+
+
+def test_objects_the_process_froze_itself_stay_frozen() -> None:
+    kept = [{"frozen": True}]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        body = orjson.dumps([{"pod": f"p-{i}"} for i in range(PAUSE_ABOVE_BYTES // 12)])
+        _parse_json(body, "application/json")
+        assert gc.get_freeze_count() == frozen
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+    assert kept
