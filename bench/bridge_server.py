@@ -136,7 +136,7 @@ def main() -> int:
     bridge = Bridge(config)
     # The measuring pollers' snapshots must not go stale while the scrape phases run, however long those take.
     pollers = {
-        t.name: Poller(t.model_copy(update={"stale_after": 24 * 3600.0}), bridge.store, bridge.metrics, bridge.stop_event)
+        t.name: Poller(t.model_copy(update={"stale_after": 24 * 3600.0}), bridge.store, bridge.metrics, bridge.stop_event, bridge.gate)
         for t in config.targets
     }
     app = create_app(bridge)

@@ -466,6 +466,16 @@ def bridge_health() -> dashboard.Dashboard:
                           "the poll takes.", Unit.COUNT,
                           Query(f"sum by (target) (increase({t('metrics_bridge_poll_skipped_total')}[{RATE}]))",
                                 "{{target}}")))
+        .with_panel(graph("Large-poll wait", "Seconds per rate interval each target's polls waited for a large-poll "
+                          "slot (scheduler.large_poll_concurrency) before parsing a large response. Waits that "
+                          "keep growing mean the large targets' polls together take longer than their timeouts "
+                          "allow.", Unit.SECONDS,
+                          Query(f"sum by (target) (increase({t('metrics_bridge_large_poll_wait_seconds_total')}"
+                                f"[{RATE}]))", "{{target}}")))
+        .with_panel(graph("Large polls", "Polls holding a large-poll slot (parsing, mapping or rendering a large "
+                          "response) and polls waiting for one, per replica.", Unit.COUNT,
+                          Query(f"max by (instance) ({t('metrics_bridge_large_polls_running')})", "{{instance}} running"),
+                          Query(f"max by (instance) ({t('metrics_bridge_large_polls_waiting')})", "{{instance}} waiting")))
         .with_row(dashboard.Row("Series and data"))
         .with_panel(graph("Series per target", "Bridged series each target currently serves.", Unit.COUNT,
                           Query(f"sum by (target) ({t('metrics_bridge_series')})", "{{target}}")))

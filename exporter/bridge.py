@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from .client import Redactor
 from .config import Config, ConfigError, Target, load_config
+from .largepolls import LargePollGate
 from .poller import Poller
 from .scheduler import PollScheduler
 from .selfmetrics import SelfMetrics
@@ -68,6 +69,8 @@ class Bridge:
         self.store = SnapshotStore()
         self.metrics = SelfMetrics(registry, process=process_metrics)
         self.metrics.shard_info.labels(str(shard), str(total_shards)).set(1)
+        self.gate = LargePollGate(config.scheduler.large_poll_concurrency, config.scheduler.large_poll_bytes)
+        self.metrics.watch_gate(self.gate)
         self.stop_event = threading.Event()
         self._reload_lock = threading.Lock()
         self._idle = threading.Condition()
@@ -118,7 +121,7 @@ class Bridge:
         problems: list[str] = []
         for target in targets:
             try:
-                built[target.name] = Poller(target, self.store, self.metrics, self.stop_event)
+                built[target.name] = Poller(target, self.store, self.metrics, self.stop_event, self.gate)
             except Exception as error:  # a config that passed validation must still never take the process down
                 index = config.targets.index(target)
                 problems.append(f"targets[{index}]: target {target.name!r} cannot be set up: {_redacted(target, error)}")
@@ -201,6 +204,7 @@ class Bridge:
             self._install(built[name], replaces=current)
             changes["changed" if current is not None else "added"].append(name)
         self.config = config
+        self.gate.configure(config.scheduler.large_poll_concurrency, config.scheduler.large_poll_bytes)
         _warn_deprecated(config)
         self.metrics.reload_successful.set(1)
         self.metrics.reload_timestamp.set(time.time())
@@ -239,6 +243,7 @@ class Bridge:
         with self._idle:
             finished = self._idle.wait_for(lambda: self._in_flight == 0, timeout=max(0.0, grace))
         self.stop_event.set()
+        self.gate.close()  # a poll still waiting for a large-poll slot goes on and ends (retired) instead of waiting
         for poller in self.pollers.values():
             poller.retire()
             poller.client.close()

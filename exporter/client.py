@@ -40,6 +40,7 @@ from .auth import AuthFailure, auth_secrets, build_auth, within_deadline
 from .config import Pagination, Target
 from .deadline import WATCHDOG, DeadlineAdapter
 from .gcpause import PAUSE_ABOVE_BYTES, paused_collection
+from .largepolls import PollTicket, SlotTimeout
 from .paths import Getter, PathError, compile_path
 from .request import Request, RequestTemplate
 from .templating import TemplateFailure, WindowTracker, poll_context
@@ -91,6 +92,7 @@ class FetchResult:
     attempts: int = 0
     api_date: Optional[float] = None
     received_at: float = 0.0
+    ticket: Optional[PollTicket] = field(default=None, repr=False, compare=False)  # taken before a large body is parsed
 
 
 class Redactor:
@@ -315,13 +317,15 @@ class TargetClient:
         request: Optional[Request] = None,
         deadline: Optional[float] = None,
         new_poll: bool = True,
+        ticket: Optional[PollTicket] = None,
     ) -> FetchResult:
         """Fetch every page of one request before the deadline; raise FetchError with a reason on any failure.
 
         `request` is the concrete request (the poller renders it from the target's templates at each poll); without
         it, the target's own request with its templates rendered for now, as on a first poll. `deadline` is a
         `time.monotonic()` value, by default the target's timeout from now. `new_poll=False`: another request of the
-        poll in progress (a discovered item), which keeps the poll's page tokens redacted.
+        poll in progress (a discovered item), which keeps the poll's page tokens redacted. `ticket`: the poll's claim on
+        the large-poll gate, taken before a response of `scheduler.large_poll_bytes` or more is parsed.
         This is where every FetchError's message is redacted, whichever step raised it.
         """
         if deadline is None:
@@ -332,7 +336,7 @@ class TargetClient:
             if request is None:
                 request = self._default_request()
             with WATCHDOG.watch(deadline):
-                return self._fetch(request, deadline, extra_params, paginate)
+                return self._fetch(request, deadline, extra_params, paginate, ticket)
         except FetchError as error:
             error.args = (self.redactor.redact(str(error)),)
             raise
@@ -350,9 +354,11 @@ class TargetClient:
         except TemplateFailure as exc:
             raise FetchError("mapping", f"request template: {exc}") from None
 
-    def _fetch(self, request: Request, deadline: float, extra_params: Optional[dict[str, Any]], paginate: bool) -> FetchResult:
+    def _fetch(
+        self, request: Request, deadline: float, extra_params: Optional[dict[str, Any]], paginate: bool, ticket: Optional[PollTicket]
+    ) -> FetchResult:
         """Every page of one request, all under one byte cap and one deadline."""
-        result = FetchResult()
+        result = FetchResult(ticket=ticket)
         params: dict[str, Any] = {**request.params, **(extra_params or {})}
         body = request.body
         url = request.url
@@ -460,10 +466,25 @@ class TargetClient:
                     raise error
                 content = self._read(response, deadline, self.target.max_response_bytes - result.bytes)
             result.bytes += len(content)
+            if result.ticket is not None:
+                self._admit(result.ticket, len(content))
             return _parse_json(content, response.headers.get("Content-Type", "")), response
         raise FetchError(
             "http_status", f"stopped after {MAX_REDIRECTS} redirects (the last: HTTP {response.status_code})", response.status_code
         )
+
+    def _admit(self, ticket: PollTicket, size: int) -> None:
+        """Wait for a large-poll slot before parsing `size` bytes, if they are that many; FetchError on the deadline."""
+        try:
+            ticket.admit(size)
+        except SlotTimeout as timeout:
+            gate = ticket.gate
+            raise FetchError(
+                "timeout",
+                f"the {size}-byte response was not parsed: waited {timeout.args[0]:.2f}s for a large-poll slot "
+                f"({gate.slots} at a time for responses of {gate.threshold} bytes or more: scheduler.large_poll_concurrency) "
+                f"until the deadline of {self.target.timeout:g}s",
+            ) from None
 
     def _redirected(self, request: requests.Request, response: requests.Response) -> requests.Request:
         """The request a redirect asks for: 303 (and 301/302 after a POST) become a GET without a body, as browsers

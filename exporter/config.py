@@ -18,6 +18,7 @@ from .configproblems import LEVEL_LABELS, cross_key_problems, field_problems, so
 from .configtypes import Bytes, PositiveSeconds, Seconds, Strict, check_secret_file, read_secret, syntax_only_files
 from .convert import CONVERTERS
 from .families import occupied_names, standard_collector_names
+from .largepolls import DEFAULT_BYTES, DEFAULT_SLOTS
 from .paths import PathError, compile_path
 from .regex import Regex, RegexError
 from .relabel import RelabelConfig
@@ -571,6 +572,9 @@ class Scheduler(Strict):
     # Deprecated, no effect: each poll has its own thread (one per target at most). Kept so old files still load.
     max_workers: Optional[int] = Field(default=None, ge=1, le=1024)
     misfire_grace_time: Optional[Seconds] = None
+    # How many polls at once may hold a parsed response of large_poll_bytes or more (0: no limit); see largepolls.py.
+    large_poll_concurrency: int = Field(default=DEFAULT_SLOTS, ge=0, le=1024)
+    large_poll_bytes: Bytes = DEFAULT_BYTES
 
 
 class Config(Strict):

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 from .client import FetchError, FetchResult, TargetClient
 from .config import LabelFrom, Target
+from .largepolls import PollTicket
 from .mapping import Mapper, MappingError, MapResult, _label_text
 from .paths import PathError, compile_path
 from .request import RequestTemplate
@@ -116,7 +117,7 @@ class Discovery:
         self.labels = [(name, _label_reader(spec)) for name, spec in self.spec.labels.items()]
         self._mappers: dict[tuple[tuple[str, str], ...], Mapper] = {}
 
-    def run(self, context: dict[str, Any], deadline: float) -> DiscoveryOutcome:
+    def run(self, context: dict[str, Any], deadline: float, ticket: Optional[PollTicket] = None) -> DiscoveryOutcome:
         """List the items, fetch and map each; raise FetchError when the poll as a whole fails (see the module doc)."""
         redact = self.client.redactor.redact
         try:
@@ -124,7 +125,7 @@ class Discovery:
         except TemplateFailure as exc:
             raise FetchError("mapping", redact(f"discovery request template: {exc}")) from None
         try:
-            listed = self.client.fetch(request=list_request, deadline=deadline)
+            listed = self.client.fetch(request=list_request, deadline=deadline, ticket=ticket)
         except FetchError as error:
             raise FetchError(error.reason, f"discovery list: {error}", error.status) from None
         if self.verdict is not None:
@@ -142,7 +143,7 @@ class Discovery:
         self._mappers = mappers  # items gone from the list take their mappers with them
         outcomes: list[Any] = [None] * len(labelled)
         if labelled:
-            outcomes = self._fan_out(labelled, mappers, context, deadline)
+            outcomes = self._fan_out(labelled, mappers, context, deadline, ticket)
         result = self.mapper.new_result()
         fetched = FetchResult(bytes=listed.bytes, attempts=listed.attempts, api_date=listed.api_date, received_at=listed.received_at)
         fetched.documents = listed.documents
@@ -193,14 +194,14 @@ class Discovery:
 
     def _fan_out(
         self, labelled: list[tuple[Any, dict[str, str]]], mappers: dict[Any, Mapper], context: dict[str, Any],
-        deadline: float,
+        deadline: float, ticket: Optional[PollTicket],
     ) -> list[Any]:
         """Fetch and map every item, `concurrency` at a time; an item not done by the deadline fails as `timeout`."""
         workers = min(self.spec.concurrency, len(labelled))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"discovery-{self.target.name}")
         try:
             futures: list[Future[Any]] = [
-                pool.submit(self._item, index, item, labels, mappers[tuple(labels.items())], context, deadline)
+                pool.submit(self._item, index, item, labels, mappers[tuple(labels.items())], context, deadline, ticket)
                 for index, (item, labels) in enumerate(labelled)
             ]
             wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -218,13 +219,14 @@ class Discovery:
         return outcomes
 
     def _item(
-        self, index: int, item: Any, labels: dict[str, str], mapper: Mapper, context: dict[str, Any], deadline: float
+        self, index: int, item: Any, labels: dict[str, str], mapper: Mapper, context: dict[str, Any], deadline: float,
+        ticket: Optional[PollTicket] = None,
     ) -> Any:
         """One item's fetch and mapping: (FetchResult, MapResult), or an ItemFailure. Never raises."""
         redact = self.client.redactor.redact
         try:
             request = self.item_request.render({**context, "item": item})
-            fetched = self.client.fetch(request=request, deadline=deadline, new_poll=False)
+            fetched = self.client.fetch(request=request, deadline=deadline, new_poll=False, ticket=ticket)
             result = mapper.new_result()
             for document in fetched.documents:
                 if self.verdict is not None:

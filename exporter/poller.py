@@ -16,6 +16,7 @@ from .discovery import Discovery, DiscoveryFailed, DiscoveryOutcome
 from .explain import EmptyMappingWatch
 from .exposition import FamilyHeader
 from .history import PollHistory
+from .largepolls import LargePollGate, PollTicket
 from .mapping import Mapper, MappingError, MapResult
 from .request import RequestTemplate
 from .scheduler import delay_since, scheduled_time
@@ -58,8 +59,12 @@ class PollStatus:
 class Poller:
     """Everything needed to poll one target, compiled once per configuration."""
 
-    def __init__(self, target: Target, store: SnapshotStore, metrics: SelfMetrics, stop: threading.Event) -> None:
+    def __init__(
+        self, target: Target, store: SnapshotStore, metrics: SelfMetrics, stop: threading.Event,
+        gate: Optional[LargePollGate] = None,
+    ) -> None:
         self.target = target
+        self.gate = gate if gate is not None else LargePollGate(0)  # the bridge's, shared by its pollers; else no limit
         self.store = store
         self.metrics = metrics
         self.client = TargetClient(target, stop=stop)
@@ -120,8 +125,10 @@ class Poller:
         reason = message = ""
         skew: Optional[float] = None
         items: Optional[DiscoveryOutcome] = None
+        deadline = started + self.target.timeout
+        ticket = self.gate.ticket(deadline, metrics.large_poll_wait.labels(name).inc)
         try:
-            fetched, result, items = self._collect(poll_context(now, window), started + self.target.timeout)
+            fetched, result, items = self._collect(poll_context(now, window), deadline, ticket)
             if fetched.api_date is not None:
                 skew = fetched.api_date - fetched.received_at
             vanished = self.empty_watch.after_poll(result, fetched.documents)
@@ -138,6 +145,8 @@ class Poller:
             reason, message = describe_failure(error, self.client.redactor)
             if reason == "internal":
                 log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
+        finally:
+            ticket.release()  # rendered, or failed: the parsed documents are gone either way
         duration = time.monotonic() - started
         with self._outcome:
             if self.retired:  # removed or changed by a reload mid-poll: writing now would resurrect or overwrite
@@ -161,17 +170,17 @@ class Poller:
         return not reason
 
     def _collect(
-        self, context: dict, deadline: float  # type: ignore[type-arg]
+        self, context: dict, deadline: float, ticket: Optional[PollTicket] = None  # type: ignore[type-arg]
     ) -> tuple[FetchResult, MapResult, Optional[DiscoveryOutcome]]:
         """Fetch and map this poll's documents: the target's request, or one per discovered item."""
         if self.discovery is not None:
-            outcome = self.discovery.run(context, deadline)
+            outcome = self.discovery.run(context, deadline, ticket)
             return outcome.fetched, outcome.result, outcome
         try:
             request = self.request.render(context)
         except TemplateFailure as exc:
             raise FetchError("mapping", self.client.redactor.redact(f"request template: {exc}")) from None
-        fetched = self.client.fetch(request=request, deadline=deadline)
+        fetched = self.client.fetch(request=request, deadline=deadline, ticket=ticket)
         result = self.mapper.new_result()
         for document in fetched.documents:
             if self.verdict is not None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from . import __version__
 from .client import REASONS
 from .families import register_standard_collectors
+from .largepolls import LargePollGate
 
 __all__ = ["SelfMetrics", "DURATION_BUCKETS", "DROP_REASONS"]
 
@@ -78,6 +79,18 @@ class SelfMetrics:
             p + "config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.",
             registry=r,
         )
+        self.large_poll_wait = Counter(
+            p + "large_poll_wait_seconds", "Seconds the target's polls waited for a large-poll slot before parsing.",
+            ["target"], registry=r,
+        )
+        self.large_polls_running = Gauge(
+            p + "large_polls_running", "Polls holding a large-poll slot (parsing, mapping or rendering a large response).",
+            registry=r,
+        )
+        self.large_polls_waiting = Gauge(
+            p + "large_polls_waiting", "Polls with a large response waiting for a slot (scheduler.large_poll_concurrency).",
+            registry=r,
+        )
         self.build_info = Gauge(p + "build_info", "metrics-bridge build information.", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
         self.shard_info = Gauge(p + "shard_info", "This replica's shard.", ["shard", "total_shards"], registry=r)
@@ -96,8 +109,14 @@ class SelfMetrics:
         self.series.labels(target).set(0)
         self.poll_skipped.labels(target)
         self.duplicate_series.labels(target)
+        self.large_poll_wait.labels(target)
         for reason in DROP_REASONS:
             self.samples_dropped.labels(target, reason)
+
+    def watch_gate(self, gate: "LargePollGate") -> None:
+        """Read the large-poll gate's counts at each scrape."""
+        self.large_polls_running.set_function(lambda: gate.running)
+        self.large_polls_waiting.set_function(lambda: gate.waiting)
 
     def add_discovery(self, target: str) -> None:
         """Create a discovery target's item series at 0."""
@@ -122,7 +141,7 @@ class SelfMetrics:
         self.remove_discovery(target)
         for metric in (
             self.poll_success, self.poll_duration, self.poll_start_delay, self.last_success, self.target_up,
-            self.series, self.poll_skipped, self.duplicate_series, self.api_clock_skew,
+            self.series, self.poll_skipped, self.duplicate_series, self.api_clock_skew, self.large_poll_wait,
         ):
             try:
                 metric.remove(target)
