@@ -474,16 +474,18 @@ class TargetClient:
         )
 
     def _admit(self, ticket: PollTicket, size: int) -> None:
-        """Wait for a large-poll slot before parsing `size` bytes, if they are that many; FetchError on the deadline."""
+        """Before parsing `size` more bytes, wait for a large-poll slot if the poll is now large; FetchError if none comes."""
         try:
             ticket.admit(size)
         except SlotTimeout as timeout:
             gate = ticket.gate
+            if gate.closed:
+                raise FetchError("timeout", "shutting down: the response was not parsed") from None
             raise FetchError(
                 "timeout",
-                f"the {size}-byte response was not parsed: waited {timeout.args[0]:.2f}s for a large-poll slot "
-                f"({gate.slots} at a time for responses of {gate.threshold} bytes or more: scheduler.large_poll_concurrency) "
-                f"until the deadline of {self.target.timeout:g}s",
+                f"the response was not parsed: waited {timeout.args[0]:.2f}s for a large-poll slot "
+                f"({gate.slots} at a time for polls of {gate.threshold} bytes or more, this one {ticket.parsed}: "
+                f"scheduler.large_poll_concurrency) until the deadline of {self.target.timeout:g}s",
             ) from None
 
     def _redirected(self, request: requests.Request, response: requests.Response) -> requests.Request:

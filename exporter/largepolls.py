@@ -3,11 +3,14 @@
 A response's parsed document costs 10-20 times its bytes in Python objects (the 8 MB demo response at 200k series:
 about 100 MB until it is mapped and rendered), and several large targets due at the same moment would hold them all
 at once. Their parsing and mapping share one GIL, so running them side by side finishes none of them sooner; it only
-adds their peaks together. So a poll whose response is at least `scheduler.large_poll_bytes` takes one of
-`scheduler.large_poll_concurrency` slots before it parses it, and gives the slot back when the poll ends. Requests are
-not held: the body is fetched (and capped by `max_response_bytes`) before the slot is asked for, so a slow API never
-keeps a slot. A poll waits for its slot in turn (first come, first served) inside its own `timeout`; one that is still
-waiting when its timeout ends fails with reason `timeout`, saying so.
+adds their peaks together. So a poll whose responses come to `scheduler.large_poll_bytes` or more (one body, or the
+pages or discovered items of one poll together, since it keeps all their documents until it maps them) takes one of
+`scheduler.large_poll_concurrency` slots before it parses the response that crosses the line, and gives the slot back
+when the poll ends. A body is fetched (and capped by `max_response_bytes`) before its slot is asked for, so a slow
+API holds no slot while a poll's first large response is on the wire; the later pages and items of a poll that holds
+one are fetched under it, as the documents before them are in memory. A poll waits for its slot in turn (first come,
+first served) inside its own `timeout`; one that is still waiting when its timeout ends fails with reason `timeout`,
+saying so. At shutdown the gate closes: waiting polls stop instead of parsing what nobody will serve.
 """
 
 from __future__ import annotations
@@ -24,19 +27,29 @@ DEFAULT_BYTES = 1 << 20  # 1 MiB: ~25k series of the demo's shape, 10-20 MB of p
 
 
 class SlotTimeout(Exception):
-    """The poll's deadline came before a slot did."""
+    """The poll's deadline (or the shutdown) came before a slot did; `args[0]`: the seconds waited."""
+
+
+class _Waiter:
+    """One poll waiting for a slot: woken either with a slot (`granted`) or by the gate closing."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
 
 
 class LargePollGate:
-    """At most `slots` polls at once past the first large response (0: no limit); waiters are served in order."""
+    """At most `slots` polls at once past a large response (0: no limit); waiters are served in order."""
 
     def __init__(self, slots: int = DEFAULT_SLOTS, threshold: int = DEFAULT_BYTES) -> None:
         self._lock = threading.Lock()
         self._slots = slots
         self.threshold = threshold
         self._running = 0
-        self._waiting: deque[threading.Event] = deque()
-        self._open = False  # after close(): every poll goes through at once
+        self._waiting: deque[_Waiter] = deque()
+        self.closed = False  # after close(): no poll gets a slot any more
 
     def configure(self, slots: int, threshold: int) -> None:
         """Apply new limits (a reload); polls already through keep their slots, waiters get any freed."""
@@ -61,32 +74,37 @@ class LargePollGate:
         return len(self._waiting)
 
     def _free(self) -> bool:
-        return self._open or self._slots == 0 or self._running < self._slots
+        return not self.closed and (self._slots == 0 or self._running < self._slots)
 
     def _grant(self) -> None:
         """Hand free slots to the longest-waiting polls (the lock is held)."""
         while self._waiting and self._free():
+            waiter = self._waiting.popleft()
             self._running += 1
-            self._waiting.popleft().set()
+            waiter.granted = True
+            waiter.event.set()
 
     def acquire(self, deadline: float) -> float:
         """Take a slot, waiting in turn until `deadline` (a `time.monotonic()` value); return the seconds waited.
 
-        Raise SlotTimeout if the deadline comes first.
+        Raise SlotTimeout if the deadline comes first, or the gate is closed.
         """
+        started = time.monotonic()
         with self._lock:
+            if self.closed:
+                raise SlotTimeout(0.0)
             if not self._waiting and self._free():
                 self._running += 1
                 return 0.0
-            granted = threading.Event()
-            self._waiting.append(granted)
-        started = time.monotonic()
-        if not granted.wait(max(0.0, deadline - started)):
-            with self._lock:
-                if not granted.is_set():  # not granted between the timeout and the lock
-                    self._waiting.remove(granted)
-                    raise SlotTimeout(time.monotonic() - started)
-        return time.monotonic() - started
+            waiter = _Waiter()
+            self._waiting.append(waiter)
+        waiter.event.wait(max(0.0, deadline - started))
+        with self._lock:
+            if waiter.granted:  # possibly between the timeout and the lock
+                return time.monotonic() - started
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)  # timed out (close() has emptied the queue itself)
+        raise SlotTimeout(time.monotonic() - started)
 
     def release(self) -> None:
         """Give a slot back."""
@@ -95,10 +113,12 @@ class LargePollGate:
             self._grant()
 
     def close(self) -> None:
-        """Let every waiting and future poll through (shutting down: nobody should wait for a slot any more)."""
+        """Shutting down: wake every waiting poll without a slot (it stops with SlotTimeout); grant none from now on."""
         with self._lock:
-            self._open = True
-            self._grant()
+            self.closed = True
+            waiting, self._waiting = list(self._waiting), deque()
+        for waiter in waiting:
+            waiter.event.set()
 
     def ticket(self, deadline: float, on_wait: Optional[Callable[[float], None]] = None) -> "PollTicket":
         """A ticket for one poll that must be done by `deadline`; `on_wait` is told the seconds it waited."""
@@ -106,9 +126,10 @@ class LargePollGate:
 
 
 class PollTicket:
-    """One poll's claim on the gate: taken at the first large response the poll parses, given back when it ends.
+    """One poll's claim on the gate: taken when the responses the poll has parsed come to the gate's threshold, given
+    back when the poll ends.
 
-    A poll of several pages or discovered items takes one slot at most, whichever of its threads comes first.
+    A poll of several pages or discovered items takes one slot at most, whichever of its threads crosses the line.
     """
 
     def __init__(self, gate: LargePollGate, deadline: float, on_wait: Optional[Callable[[float], None]] = None) -> None:
@@ -117,17 +138,23 @@ class PollTicket:
         self.on_wait = on_wait
         self.held = False
         self.waited = 0.0
+        self.parsed = 0  # bytes of the responses this poll has parsed or is about to, all pages and items together
         self._lock = threading.Lock()
 
     def admit(self, size: int) -> None:
-        """Before parsing a response of `size` bytes: take a slot if it is large and the poll has none yet.
-
-        Raise SlotTimeout if the poll's deadline comes first.
+        """Before parsing a response of `size` bytes: take a slot if the poll's responses now come to the threshold
+        and it has none yet. Raise SlotTimeout if the poll's deadline comes first.
         """
-        if self.held or size < self.gate.threshold:
-            return
-        if not self._lock.acquire(timeout=max(0.0, self.deadline - time.monotonic())):  # another thread of this poll waits
-            raise SlotTimeout(0.0)
+        started = time.monotonic()
+        with self._lock:
+            self.parsed += size
+            if self.held or self.parsed < self.gate.threshold:
+                return
+        # Another thread of this poll may be waiting for the slot already: wait behind it, not beside it.
+        if not self._lock.acquire(timeout=max(0.0, self.deadline - started)):
+            if self.held:
+                return
+            raise SlotTimeout(time.monotonic() - started)
         try:
             if self.held:
                 return
@@ -135,7 +162,7 @@ class PollTicket:
                 waited = self.gate.acquire(self.deadline)
             except SlotTimeout as timeout:
                 self._waited(timeout.args[0])
-                raise
+                raise SlotTimeout(time.monotonic() - started) from None  # this thread's whole wait, siblings' included
             self.held = True
             self._waited(waited)
         finally:

@@ -106,6 +106,16 @@ def test_a_poll_still_waiting_at_its_deadline_gets_a_timeout_and_leaves_the_queu
         assert next_poll.held
 
 
+def test_pages_or_items_that_together_come_to_the_threshold_make_the_poll_large() -> None:
+    gate = LargePollGate(1, LARGE)
+    poll = gate.ticket(far())
+    poll.admit(LARGE // 2)  # page 1
+    assert not poll.held
+    poll.admit(LARGE // 2)  # page 2: the poll now holds both documents
+    assert poll.held and poll.parsed == LARGE and gate.running == 1
+    poll.release()
+
+
 def test_concurrency_zero_means_no_limit() -> None:
     gate = LargePollGate(0, LARGE)
     tickets = [gate.ticket(time.monotonic() + 1) for _ in range(20)]
@@ -138,7 +148,7 @@ def test_a_reload_that_raises_the_limit_lets_a_waiting_poll_through() -> None:
     assert outcome == ["ok"] and gate.running == 2 and gate.slots == 2
 
 
-def test_closing_the_gate_at_shutdown_lets_every_waiting_poll_through() -> None:
+def test_closing_the_gate_at_shutdown_stops_every_waiting_poll_instead_of_letting_it_parse() -> None:
     gate = LargePollGate(1, LARGE)
     holder = gate.ticket(far())
     holder.admit(LARGE)
@@ -147,8 +157,12 @@ def test_closing_the_gate_at_shutdown_lets_every_waiting_poll_through() -> None:
     gate.close()
     for thread, outcome in waiters:
         thread.join(10)
-        assert outcome == ["ok"]
-    assert gate.waiting == 0
+        assert len(outcome) == 1 and isinstance(outcome[0], SlotTimeout), "woken at once, long before the deadline"
+    assert gate.waiting == 0 and gate.running == 1
+    with pytest.raises(SlotTimeout):
+        gate.ticket(far()).admit(LARGE)  # nothing new starts parsing during the shutdown
+    holder.release()
+    assert gate.running == 0
 
 
 # ---------------------------------------------------------------------------------------------- in the bridge, over HTTP
