@@ -83,7 +83,13 @@ def poll_rounds(pollers: dict[str, Poller], rounds: int) -> dict[str, Any]:
 
 
 def poll_stages(pollers: dict[str, Poller], rounds: int) -> dict[str, dict[str, float]]:
-    """Median seconds of each stage of `Poller.poll`, per target: where poll-to-publish goes."""
+    """Median seconds of each stage of `Poller.poll`, per target: where poll-to-publish goes.
+
+    Each stage frees what `Poller.poll` frees where it frees it (the parsed documents before rendering, the samples
+    after), and nothing outlives its target's turn: holding one target's documents through the next one's fetch would
+    put two documents in memory at once, which no poll does, and raise the steady memory measured after these rounds
+    (by 30-40 B per series at 200k, measured in-process).
+    """
     stages: dict[str, dict[str, list[float]]] = {name: {"fetch": [], "map": [], "render": [], "publish": []} for name in pollers}
     for _ in range(rounds):
         for name, poller in pollers.items():
@@ -93,11 +99,14 @@ def poll_stages(pollers: dict[str, Poller], rounds: int) -> dict[str, dict[str, 
             result = poller.mapper.new_result()
             for document in fetched.documents:
                 poller.mapper.map(document, result)
+            fetched.documents.clear()  # as Poller.poll does: the parsed response is not needed to render
             t2 = time.perf_counter()
             snapshot = Snapshot.build(name, result, poller.headers, poller.target.effective_stale_after)
+            result.families.clear()
             t3 = time.perf_counter()
             poller.publish(snapshot)
             t4 = time.perf_counter()
+            del fetched, result, snapshot
             for stage, seconds in zip(("fetch", "map", "render", "publish"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 stages[name][stage].append(seconds)
     return {name: {stage: statistics.median(v) for stage, v in by_stage.items()} for name, by_stage in stages.items()}
