@@ -101,8 +101,7 @@ def poll_stages(pollers: dict[str, Poller], rounds: int) -> dict[str, dict[str, 
                 poller.mapper.map(document, result)
             fetched.documents.clear()  # as Poller.poll does: the parsed response is not needed to render
             t2 = time.perf_counter()
-            snapshot = Snapshot.build(name, result, poller.headers, poller.target.effective_stale_after)
-            result.families.clear()
+            snapshot = Snapshot.build(name, result, poller.headers, poller.target.effective_stale_after, consume=True)
             t3 = time.perf_counter()
             poller.publish(snapshot)
             t4 = time.perf_counter()

@@ -265,7 +265,7 @@ class _Generator:
                 # A field cut down by a regex: its label text remembered across polls, by the reader that computes it.
                 name = src.name("l")
                 raw = at.read(keys)
-                src(f"{name} = {self.bind('memo', reader.memo)}.get({raw}) if type({raw}) is str else None")
+                src(f"{name} = {self.bind('memo', reader.memo.table)}.get({raw}) if type({raw}) is str else None")
                 src(f"if {name} is None: {name} = {self.bind('label', reader)}({node}, {key})")
                 text.label(prefix, name)
             else:

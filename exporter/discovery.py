@@ -165,6 +165,10 @@ class Discovery:
             raise DiscoveryFailed(done, first.reason, f"all {len(labelled)} discovered items failed; item 0: {first.message}")
         return done
 
+    def settle(self) -> int:
+        """After a poll: settle the label memos of the target's mapper and of every listed item's (`Mapper.settle`)."""
+        return self.mapper.settle() + sum(m.settle() for m in self._mappers.values() if m is not self.mapper)
+
     def _items(self, documents: list[Any]) -> list[Any]:
         """The items of every page of the list, in order."""
         items: list[Any] = []

@@ -11,10 +11,11 @@ import math
 import re
 import struct
 import zlib
+from array import array
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
-__all__ = ["escape_label_value", "label_pairs", "unescape_label_value", "format_value", "FamilyHeader", "render_samples", "DeflatedChunk", "gzip_member"]
+__all__ = ["escape_label_value", "label_pairs", "unescape_label_value", "format_value", "FamilyHeader", "render_samples", "DeflatedChunk", "DeflatedFamilies", "gzip_member"]
 
 _INF = math.inf
 
@@ -173,7 +174,7 @@ def _crc_shift(length: int) -> int:
 class DeflatedChunk:
     """Bytes compressed once as a raw-deflate segment that ends in a sync flush, with their CRC-32 and length."""
 
-    data: bytes
+    data: Union[bytes, memoryview]
     crc: int
     size: int
     shift: int  # x^(8·size) mod P: what a running CRC is multiplied by to step over these bytes
@@ -186,9 +187,53 @@ class DeflatedChunk:
         return cls(data, zlib.crc32(raw), len(raw), _crc_shift(len(raw)))
 
 
-def gzip_member(chunks: Iterable[DeflatedChunk]) -> list[bytes]:
+class DeflatedFamilies:
+    """A snapshot's families as gzip segments, made empty when the snapshot is and filled once, later, on any thread.
+
+    Filling allocates nothing that outlives it but one buffer: the segments are joined into `data`, and their
+    offsets, CRCs and lengths go into an array made beforehand. A segment is a view of `data`, made per scrape. The
+    compressor fills snapshots while the next poll's document is in memory; the small objects that a tuple of
+    `DeflatedChunk`s is made of (ints, the chunks and the tuple) would be scattered through that document's
+    arenas and keep them resident after it is freed (`memory.py`).
+    """
+
+    __slots__ = ("data", "ready", "_fields")
+
+    _FIELDS = 5  # per segment: offset and length in `data`, CRC-32, raw length, CRC shift
+
+    def __init__(self, count: int) -> None:
+        self.data = b""
+        self.ready = False
+        self._fields = array("Q", bytes(8 * self._FIELDS * count))
+
+    def __len__(self) -> int:
+        return len(self._fields) // self._FIELDS
+
+    def fill(self, families: Sequence[bytes], level: int = GZIP_LEVEL) -> None:
+        """Compress each family's lines into its segment (once: the caller serialises fills)."""
+        if self.ready:
+            return
+        fields, parts, offset = self._fields, [], 0
+        for index, raw in enumerate(families):
+            compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+            segment = compressor.compress(raw) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            at = index * self._FIELDS
+            fields[at : at + self._FIELDS] = array("Q", (offset, len(segment), zlib.crc32(raw), len(raw), _crc_shift(len(raw))))
+            parts.append(segment)
+            offset += len(segment)
+        self.data = b"".join(parts)
+        self.ready = True
+
+    def chunk(self, index: int) -> DeflatedChunk:
+        """Segment `index`, as a chunk whose bytes are a view of `data`."""
+        at = index * self._FIELDS
+        offset, length, crc, size, shift = self._fields[at : at + self._FIELDS]
+        return DeflatedChunk(memoryview(self.data)[offset : offset + length], crc, size, shift)
+
+
+def gzip_member(chunks: Iterable[DeflatedChunk]) -> list[Union[bytes, memoryview]]:
     """One gzip member holding the chunks' bytes in order, as a list of byte strings to send one after another."""
-    out = [_GZIP_HEADER]
+    out: list[Union[bytes, memoryview]] = [_GZIP_HEADER]
     crc = size = 0
     for chunk in chunks:
         if chunk.size:

@@ -7,6 +7,12 @@ polls stays at the peak. Capping the arenas at two and trimming after a large pu
 large block is freed, up to 32 MB, after which a poll's big temporaries (the rendered text before it is encoded,
 dict tables of 100k series) come from the heap and stay there; a fixed threshold keeps them in their own mappings,
 returned when freed (at 200k series: 515 → 385 B of steady RSS per series).
+
+CPython's own small-object heap (pymalloc: objects of up to 512 bytes, in 1 MiB arenas) gives an arena back only when
+every object in it is freed. A poll's document and samples fill tens of arenas and are freed within the poll; an
+object that outlives the poll but was made while they were in memory lands among them, and one such object keeps
+its whole arena resident. So what a poll keeps is made once they are freed, or kept outside that heap meanwhile
+(`fresh_int`, `labelmemo.py`, `exposition.DeflatedFamilies`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import ctypes.util
 import logging
 from typing import Optional
 
-__all__ = ["limit_arenas", "fix_mmap_threshold", "trim"]
+__all__ = ["limit_arenas", "fix_mmap_threshold", "trim", "fresh_int"]
 
 log = logging.getLogger(__name__)
 _M_ARENA_MAX = -8  # mallopt parameter numbers from glibc's malloc.h
@@ -57,3 +63,12 @@ def trim() -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.malloc_trim(0))
+
+
+def fresh_int(number: int) -> int:
+    """An int equal to `number`, made now (CPython makes a new object for a sum past its small-int cache).
+
+    For a count computed while a poll's document was in memory and kept after it: the copy sits where objects made
+    now go, not in one of the document's arenas (see the module doc).
+    """
+    return number + 0

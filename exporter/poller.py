@@ -136,8 +136,7 @@ class Poller:
                 log.warning("%s", self.client.redactor.redact(vanished))
             pages = len(fetched.documents)
             fetched.documents.clear()  # the parsed response is not needed to render: free it before, not after
-            snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after)
-            result.families.clear()  # rendered: only the counts are needed now
+            snapshot = Snapshot.build(name, result, self.headers, self.target.effective_stale_after, consume=True)
         except DiscoveryFailed as error:
             items = error.outcome
             reason, message = describe_failure(error, self.client.redactor)
@@ -146,7 +145,12 @@ class Poller:
             if reason == "internal":
                 log.debug("poll of %s raised: %s", name, self.client.redactor.redact(traceback.format_exc()))
         finally:
-            ticket.release()  # rendered, or failed: the parsed documents are gone either way
+            # Rendered, or failed: the parsed documents are gone either way. What the label memos learnt joins them
+            # now, before another large poll may parse (labelmemo.py).
+            try:
+                (self.discovery or self.mapper).settle()
+            finally:
+                ticket.release()
         duration = time.monotonic() - started
         with self._outcome:
             if self.retired:  # removed or changed by a reload mid-poll: writing now would resurrect or overwrite

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from .exposition import DeflatedChunk, FamilyHeader, render_samples
+from .exposition import DeflatedChunk, DeflatedFamilies, FamilyHeader, render_samples
 from .mapping import MapResult
-from .memory import trim
+from .memory import fresh_int, trim
 
 __all__ = ["Snapshot", "SnapshotStore"]
 
@@ -19,27 +19,25 @@ class _Segments:
     """A snapshot's families as gzip segments, compressed once, by whichever comes first: the background compressor
     (right after publishing) or a gzip scrape (which then waits for it rather than compressing twice)."""
 
-    __slots__ = ("_families", "_lock", "_chunks")
+    __slots__ = ("_families", "_lock", "_deflated")
 
     def __init__(self, families: tuple[tuple[FamilyHeader, bytes], ...]) -> None:
         self._families = families
         self._lock = threading.Lock()
-        self._chunks: Optional[tuple[DeflatedChunk, ...]] = None
+        self._deflated = DeflatedFamilies(len(families))  # made now, on the poll's thread: filling it allocates no small objects
 
-    def get(self) -> tuple[DeflatedChunk, ...]:
+    def get(self) -> DeflatedFamilies:
         """The segments, compressing them now if nobody has."""
-        chunks = self._chunks
-        if chunks is None:
+        deflated = self._deflated
+        if not deflated.ready:
             with self._lock:
-                chunks = self._chunks
-                if chunks is None:
-                    chunks = self._chunks = tuple(DeflatedChunk.compress(lines) for _, lines in self._families)
-        return chunks
+                deflated.fill([lines for _, lines in self._families])
+        return deflated
 
     @property
     def ready(self) -> bool:
         """Whether the segments have been compressed."""
-        return self._chunks is not None
+        return self._deflated.ready
 
 
 @dataclass(frozen=True)
@@ -65,22 +63,34 @@ class Snapshot:
             object.__setattr__(self, "_segments", _Segments(self.families))
 
     @classmethod
-    def build(cls, target: str, result: MapResult, headers: Mapping[str, FamilyHeader], stale_after: float) -> "Snapshot":
-        """Render a poll's samples to bytes, metric by metric, skipping metrics with no samples."""
+    def build(
+        cls, target: str, result: MapResult, headers: Mapping[str, FamilyHeader], stale_after: float, *, consume: bool = False
+    ) -> "Snapshot":
+        """Render a poll's samples to bytes, metric by metric, skipping metrics with no samples.
+
+        With `consume`, `result.families` is emptied once rendered, and what the snapshot keeps is made after that (a
+        poll's way: made while the samples are in memory, its small objects would keep their arenas resident; see
+        `memory.py`).
+        """
         def header(name: str) -> FamilyHeader:
             if name in headers:
                 return headers[name]
             source = headers[result.renamed[name]]  # a family metric_relabel_configs renamed: its metric's type and help
             return FamilyHeader.build(name, source.type, source.help)
 
-        families = tuple(
-            (header(name), render_samples(name, series)) for name, series in sorted(result.families.items()) if series
-        )
-        return cls(target, families, result.series, time.monotonic(), stale_after)
+        samples = result.families
+        names = sorted(name for name, series in samples.items() if series)
+        rendered = [render_samples(name, samples[name]) for name in names]
+        series = result.series
+        if consume:
+            samples.clear()
+            series = fresh_int(series)
+        families = tuple(zip([header(name) for name in names], rendered))
+        return cls(target, families, series, time.monotonic(), stale_after)
 
     @property
-    def deflated(self) -> tuple[DeflatedChunk, ...]:
-        """Every family's lines as a gzip segment, in order (compressed now if the background has not yet)."""
+    def deflated(self) -> DeflatedFamilies:
+        """Every family's lines as gzip segments, in order (compressed now if the background has not yet)."""
         return self._segments.get()  # type: ignore[union-attr]
 
     @property
@@ -90,7 +100,7 @@ class Snapshot:
 
     def family_deflated(self, index: int) -> DeflatedChunk:
         """The lines of `families[index]` as a gzip segment."""
-        return self.deflated[index]
+        return self.deflated.chunk(index)
 
     def is_stale(self, now: float) -> bool:
         """Whether the snapshot is older than its target's stale_after."""

@@ -83,3 +83,39 @@ def test_family_headers_carry_their_lines_as_gzip_segments_for_both_formats():
     header = FamilyHeader.build("jobs_total", "counter", "Jobs done.")
     assert zlib.decompressobj(wbits=-15).decompress(header.deflated(False).data) == header.text
     assert zlib.decompressobj(wbits=-15).decompress(header.deflated(True).data) == header.openmetrics
+
+
+def test_families_deflated_into_one_buffer_decode_as_the_concatenated_lines_and_fill_once():
+    import gzip
+
+    from exporter.exposition import DeflatedFamilies, gzip_member
+
+    families = [b"a 1\n" * 1000, b"", b'b{pod="x"} 2\n' * 3]
+    deflated = DeflatedFamilies(len(families))
+    assert not deflated.ready and len(deflated) == 3
+    deflated.fill(families)
+    data = deflated.data
+    deflated.fill([b"other\n"] * 3)  # filled already: nothing changes
+    assert deflated.ready and deflated.data is data
+    chunks = [deflated.chunk(i) for i in range(3)]
+    assert [c.size for c in chunks] == [len(f) for f in families]
+    assert gzip.decompress(b"".join(gzip_member(chunks))) == b"".join(families)
+    assert gzip.decompress(b"".join(gzip_member([chunks[2], chunks[0]]))) == families[2] + families[0]
+
+
+def test_filling_deflated_families_leaves_one_new_object_alive_however_many_families():
+    import tracemalloc
+
+    from exporter.exposition import DeflatedFamilies
+
+    families = [f"m_{i} {i}\n".encode() * 50 for i in range(40)]
+    deflated = DeflatedFamilies(len(families))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        deflated.fill(families)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = [s for s in after.compare_to(before, "filename") if s.count_diff > 0 and s.traceback[0].filename.endswith("exposition.py")]
+    assert sum(s.count_diff for s in kept) == 1  # the joined buffer: no int, chunk or tuple per family

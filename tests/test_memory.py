@@ -49,3 +49,12 @@ def test_with_a_fixed_mmap_threshold_large_blocks_go_back_to_the_system_when_fre
     assert run.returncode == 0, run.stderr
     grown, left = map(int, run.stdout.split())
     assert grown > 20 * 1024 * 1024 and left < 4 * 1024 * 1024, (grown, left)
+
+
+def test_a_fresh_int_is_equal_to_its_source_but_a_new_object():
+    from exporter.memory import fresh_int
+
+    count = int("200030")  # made at run time, as a poll's counts are
+    copy = fresh_int(count)
+    assert copy == count and copy is not count
+    assert fresh_int(7) == 7  # small ints are shared by CPython anyway

@@ -53,9 +53,21 @@ def test_a_snapshot_compresses_each_familys_lines_once_into_a_gzip_segment_when_
     snap = snapshot("a", 2.5)
     (lines,) = [lines for _, lines in snap.families]
     assert not snap._segments.ready  # building a snapshot compresses nothing: that is off the poll's path
-    assert len(snap.deflated) == 1 and snap.family_deflated(0) is snap.deflated[0]
-    assert zlib.decompressobj(wbits=-15).decompress(snap.deflated[0].data) == lines
-    assert snap.deflated is snap.deflated  # once, not per scrape
+    assert len(snap.deflated) == 1
+    chunk = snap.family_deflated(0)
+    assert zlib.decompressobj(wbits=-15).decompress(chunk.data) == lines
+    assert (chunk.crc, chunk.size) == (zlib.crc32(lines), len(lines))
+    assert snap.deflated is snap.deflated and chunk.data.obj is snap.deflated.data  # once, not per scrape
+
+
+def test_a_snapshot_built_to_consume_its_result_empties_the_samples_and_keeps_their_count():
+    samples = {'{level="service",target="a"}': 1.0, '{level="service",target="b"}': 2.0}
+    kept = MapResult(families={"m": dict(samples)})
+    assert Snapshot.build("a", kept, HEADERS, math.inf).series == 2 and kept.families == {"m": samples}
+    result = MapResult(families={"m": dict(samples)})
+    snap = Snapshot.build("a", result, HEADERS, math.inf, consume=True)
+    assert snap.series == 2 and result.families == {}
+    assert snap.families[0][1] == b'm{level="service",target="a"} 1\nm{level="service",target="b"} 2\n'
 
 
 def test_publishing_a_snapshot_has_it_compressed_in_the_background():
