@@ -10,6 +10,8 @@ the poll's document is gone, copies the entries into the table: fresh strings, p
 
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = ["LabelMemo"]
 
 _SEPARATOR = "\0"
@@ -37,20 +39,26 @@ class LabelMemo:
         self._staged += f"{raw}\0{text}\0".encode("utf-8", "surrogatepass")
         self._pending += 1
 
-    def settle(self) -> int:
-        """Move the staged entries into the table as new strings; return how many were added."""
+    def settle(self, shared: Optional[dict[str, str]] = None) -> int:
+        """Move the staged entries into the table as new strings; return how many were added.
+
+        Memos settled with the same `shared` dict use one string for equal values (the labels that cut a namespace,
+        a pod and a container out of one id then hold each id once, not three times).
+        """
         if not self._pending:
             return 0
         staged, self._staged, self._pending = self._staged, bytearray(), 0
         parts = staged.decode("utf-8", "surrogatepass").split(_SEPARATOR)
         del staged
         table, texts = self.table, self._texts
+        if shared is None:
+            shared = {}
         added = 0
         for i in range(0, len(parts) - 1, 2):
             raw = parts[i]
             if raw not in table and len(table) < self.limit:
                 text = parts[i + 1]
-                table[raw] = texts.setdefault(text, text)
+                table[shared.setdefault(raw, raw)] = texts.setdefault(text, text)
                 added += 1
         return added
 

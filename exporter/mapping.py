@@ -488,7 +488,8 @@ class Mapper:
 
     def settle(self) -> int:
         """After a poll, once its documents are freed: let the label texts it found join the memos; return how many."""
-        return sum(memo.settle() for memo in self.memos)
+        shared: dict[str, str] = {}  # one string per value, across the labels cut from the same field
+        return sum(memo.settle(shared) for memo in self.memos)
 
     @property
     def source(self) -> str:

@@ -40,6 +40,16 @@ def test_equal_label_texts_are_kept_once_and_a_value_staged_twice_is_added_once(
     assert first is second
 
 
+def test_memos_settled_together_hold_one_string_for_a_value_they_all_found():
+    memos = [LabelMemo(limit=10, key_limit=64) for _ in range(3)]
+    for memo, text in zip(memos, ("ns", "pod-1", "c")):
+        memo.stage("ns/pod-1/c", text)
+    shared: dict[str, str] = {}
+    assert [memo.settle(shared) for memo in memos] == [1, 1, 1]
+    keys = [next(iter(memo.table)) for memo in memos]
+    assert keys[0] is keys[1] is keys[2]
+
+
 def test_the_memo_stops_remembering_at_its_limit_counting_staged_entries():
     memo = LabelMemo(limit=3, key_limit=64)
     for i in range(5):
@@ -82,6 +92,8 @@ def test_a_mapper_remembers_its_label_regex_results_from_the_next_poll_on_with_t
     first = mapper.map(document).families
     assert [(len(memo), memo.staged) for memo in mapper.memos] == [(0, 50)] * 3
     assert mapper.settle() == 150  # three labels, fifty ids each
+    keys = [{key: key for key in memo.table} for memo in mapper.memos]
+    assert all(keys[0][k] is keys[1][k] is keys[2][k] for k in keys[0])  # each id held once, not once per label
     second = mapper.map(document).families
     assert [memo.staged for memo in mapper.memos] == [0] * 3  # every id found in the tables: no regex ran
     assert second == first
