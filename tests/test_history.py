@@ -1,0 +1,38 @@
+"""Poll history: the last polls of a target in order, and its running totals."""
+
+from exporter.history import PollHistory, PollRecord
+
+
+def test_the_history_keeps_polls_oldest_first_with_their_outcome_duration_and_series():
+    history = PollHistory(length=5)
+    assert history.records() == [] and (history.successes, history.failures) == (0, 0)
+    history.record(100.5, 0.25, None, 200030)
+    history.record(105.5, 4.0, "timeout", 200030)
+    assert history.records() == [PollRecord(100.5, 0.25, None, 200030), PollRecord(105.5, 4.0, "timeout", 200030)]
+    assert (history.successes, history.failures) == (1, 1)
+
+
+def test_past_its_length_the_history_drops_the_oldest_polls_and_keeps_counting():
+    history = PollHistory(length=3)
+    for i in range(8):
+        history.record(float(i), i / 10, "http_status" if i % 4 == 3 else None, i * 1000)
+    assert [(r.start, r.duration, r.reason, r.series) for r in history.records()] == [
+        (5.0, 0.5, None, 5000), (6.0, 0.6, None, 6000), (7.0, 0.7, "http_status", 7000),
+    ]
+    assert (history.successes, history.failures) == (6, 2)
+
+
+def test_the_history_holds_one_set_of_arrays_whatever_the_number_of_polls():
+    import tracemalloc
+
+    history = PollHistory(length=60)
+    history.record(0.0, 0.1, None, 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(120):
+            history.record(1e9 + i, 0.1 + i, None, 10**6 + i)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept == 0  # no record, float or int outlives its poll
