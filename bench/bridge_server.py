@@ -10,6 +10,7 @@ standard input with one JSON line on standard output:
                                     the same `Poller` the scheduler's workers use, publishing to the served store
     {"cmd": "stages", "rounds": 3}  the same polls taken apart: fetch (HTTP + orjson.loads), map, render + compress
     {"cmd": "loads", "repeat": 5}   fetch each target's body once and time `orjson.loads` alone on those bytes
+                                    (and again with the cyclic collector paused, as a poll parses)
     {"cmd": "start"}                start the scheduler (every target's first poll is now)
     {"cmd": "memory"}               current and peak RSS, in bytes ("settle": true: once the background compressor,
                                     which trims the heap after a large snapshot, has finished with every snapshot)
@@ -19,6 +20,7 @@ standard input with one JSON line on standard output:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import statistics
@@ -120,12 +122,21 @@ def time_loads(pollers: dict[str, Poller], repeat: int) -> dict[str, Any]:
         url = target.url + ("&" if "?" in target.url else "?") + query if query else target.url
         with urllib.request.urlopen(url, timeout=30) as response:
             body = response.read()
-        times = []
+        times, paused = [], []
         for _ in range(repeat):
             started = time.perf_counter()
             orjson.loads(body)
             times.append(time.perf_counter() - started)
-        out[name] = {"bytes": len(body), "loads": statistics.median(times)}
+        for _ in range(repeat):  # as a poll parses: with the cyclic collector paused (exporter/gcpause.py)
+            gc.disable()
+            try:
+                started = time.perf_counter()
+                document = orjson.loads(body)
+                paused.append(time.perf_counter() - started)
+            finally:
+                gc.enable()
+            del document
+        out[name] = {"bytes": len(body), "loads": statistics.median(times), "loads_paused": statistics.median(paused)}
     return out
 
 
