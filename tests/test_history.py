@@ -26,15 +26,18 @@ def test_the_history_holds_one_set_of_arrays_whatever_the_number_of_polls():
     import tracemalloc
 
     history = PollHistory(length=60)
-    history.record(0.0, 0.1, None, 1)
+    for i in range(200):  # past the ring's length, and past the interpreter's warm-up of the code (3.11 quickens it once)
+        history.record(float(i), 0.1, None, i)
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
-        for i in range(120):
-            history.record(1e9 + i, 0.1 + i, None, 10**6 + i)
+        for n in range(120):
+            history.record(1e9 + n, 0.1 + n, None, 10**6 + n)
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     here = [tracemalloc.Filter(True, "*history.py"), tracemalloc.Filter(True, __file__)]
     kept = after.filter_traces(here).compare_to(before.filter_traces(here), "filename")
-    assert sum(s.count_diff for s in kept) == 0  # no record, float or int outlives its poll
+    # Objects per poll would be 60 records with their floats and ints (over 200 blocks); a few blocks of the
+    # interpreter's own (caches it fills once, on whichever call comes first) may still appear.
+    assert sum(s.count_diff for s in kept) < 10
