@@ -24,7 +24,7 @@ def _layout(snapshots: Mapping[str, Snapshot], now: Optional[float]) -> Layout:
     for _, snapshot in sorted(snapshots.items()):
         if snapshot.is_stale(now):
             continue
-        for index, (header, _lines) in enumerate(snapshot.families):
+        for index, header in enumerate(snapshot.headers):
             members = parts.get(header.name)
             if members is None:
                 headers[header.name] = header
@@ -37,9 +37,14 @@ def _layout(snapshots: Mapping[str, Snapshot], now: Optional[float]) -> Layout:
 def render_exposition(snapshots: Mapping[str, Snapshot], openmetrics: bool = False, now: Optional[float] = None) -> list[bytes]:
     """Return the bridged series as byte chunks, each metric's header once and then every target's lines for it."""
     out: list[bytes] = []
+    texts: dict[int, tuple[bytes, ...]] = {}  # per snapshot, its text, asked for once (it may have to be inflated)
     for header, members in _layout(snapshots, now):
         out.append(header.openmetrics if openmetrics else header.text)
-        out.extend([snapshot.families[index][1] for snapshot, index in members])
+        for snapshot, index in members:
+            text = texts.get(id(snapshot))
+            if text is None:
+                text = texts[id(snapshot)] = snapshot.text()
+            out.append(text[index])
     return out
 
 

@@ -224,6 +224,19 @@ class DeflatedFamilies:
         self.data = b"".join(parts)
         self.ready = True
 
+    def inflate(self) -> tuple[bytes, ...]:
+        """Every segment decompressed again: the families' lines, in order."""
+        return tuple([zlib.decompressobj(-zlib.MAX_WBITS).decompress(self._view(index)) for index in range(len(self))])
+
+    def inflate_head(self, index: int, size: int) -> bytes:
+        """At most the first `size` bytes of segment `index`, decompressed."""
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(self._view(index), size)
+
+    def _view(self, index: int) -> memoryview:
+        at = index * self._FIELDS
+        offset, length = self._fields[at], self._fields[at + 1]
+        return memoryview(self.data)[offset : offset + length]
+
     def chunk(self, index: int) -> DeflatedChunk:
         """Segment `index`, as a chunk whose bytes are a view of `data`."""
         at = index * self._FIELDS

@@ -22,6 +22,7 @@ from .poller import Poller
 __all__ = ["target_statuses", "render_status_page", "render_target_page", "relative_time"]
 
 SERIES_PREVIEW_LINES = 40  # lines of a target's exposition shown on its page
+SERIES_PREVIEW_BYTES = 64 * 1024  # at most this much of each family's lines is read for them
 ERROR_PREVIEW_CHARS = 160  # characters of the last error shown in the overview (the target page shows all of it)
 
 
@@ -240,11 +241,14 @@ def _series_preview(bridge: Bridge, name: str, limit: int = SERIES_PREVIEW_LINES
     if snapshot is None:
         return "", 0
     lines: list[str] = []
-    for header, samples in snapshot.families:
+    for index, header in enumerate(snapshot.headers):
         if len(lines) >= limit:
             break
         lines.extend(header.text.decode().splitlines())
-        lines.extend(samples.decode(errors="replace").splitlines()[: max(0, limit - len(lines))])
+        head = snapshot.head(index, SERIES_PREVIEW_BYTES)  # the text may have been dropped: inflate only the start
+        if len(head) == SERIES_PREVIEW_BYTES:
+            head = head[: head.rfind(b"\n") + 1]  # only whole lines (none, if the first is longer than the preview)
+        lines.extend(head.decode(errors="replace").splitlines()[: max(0, limit - len(lines))])
     return "\n".join(lines[:limit]), snapshot.series
 
 

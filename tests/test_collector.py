@@ -25,7 +25,7 @@ def test_stale_snapshots_are_left_out_even_before_the_scheduler_drops_them():
 def test_the_scrape_returns_the_pre_rendered_bytes_themselves():
     snap = snapshot("a", 1)
     chunks = render_exposition({"a": snap})
-    assert any(chunk is snap.families[0][1] for chunk in chunks)
+    assert any(chunk is snap.text()[0] for chunk in chunks)
 
 
 def test_the_deflated_exposition_decodes_to_the_plain_one_in_both_formats():

@@ -145,7 +145,7 @@ def test_a_rule_may_rename_a_metric_and_the_family_keeps_its_type_and_help():
     result = Mapper(target).map({"cgroups": {"x": {"memory": 1, "oom": 3}}})
     assert result.families["container_oom_kills_total"] == {'{level="service",target="t",cgroup="x"}': 3.0}
     snapshot = Snapshot.build("t", result, Poller.family_headers(target), math.inf)
-    headers = {header.name: header.type for header, _ in snapshot.families}
+    headers = {header.name: header.type for header in snapshot.headers}
     assert headers == {"container_memory_bytes": "gauge", "container_oom_kills_total": "counter"}
 
 

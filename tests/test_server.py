@@ -286,7 +286,7 @@ def test_a_gzip_scrape_sends_the_segments_compressed_after_the_poll_and_compress
     running = run_bridge(pods_config(api), schedule=False)
     running.bridge.poll_now("pods")
     snapshot = running.bridge.store.current()["pods"]
-    wait_until(lambda: snapshot._segments.ready)  # compressed in the background right after publishing
+    wait_until(lambda: snapshot.compressed)  # compressed in the background right after publishing
     compressed: list[bytes] = []
     original = exposition.DeflatedChunk.compress.__func__
 
@@ -744,3 +744,22 @@ def test_flooding_reload_requests_coalesce_into_spaced_reloads(api, tmp_path):
     assert set(statuses) == {200} and len(statuses) >= len(runs)
     assert 2 <= len(runs) <= 5, f"{len(runs)} reloads for {len(statuses)} requests"
     assert all(b - a >= 0.5 for a, b in zip(runs, runs[1:]))
+
+
+def test_a_plain_scrape_after_the_text_was_dropped_serves_the_same_exposition_as_gzip_does(api, run_bridge):
+    from exporter.store import COMPRESSOR
+
+    api.routes["/pods"] = Reply(pods(*[f"p{i}" for i in range(300)]))
+    running = run_bridge(pods_config(api), schedule=False)
+    running.bridge.poll_now("pods")
+    snapshot = running.bridge.store.current()["pods"]
+    assert COMPRESSOR.wait_idle(10) and not snapshot._bodies.holds_text
+    zipped = requests.get(running.url + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True)
+    assert not snapshot._bodies.holds_text  # gzip scrapes never need the text
+
+    def bridged(body: bytes) -> list[bytes]:
+        return [line for line in body.split(b"\n") if line.startswith((b"pod_", b"# HELP pod_", b"# TYPE pod_"))]
+
+    from_gzip = bridged(gzip.decompress(zipped.raw.read(decode_content=False)))
+    plain = bridged(requests.get(running.url + "/metrics", headers={"Accept-Encoding": "identity"}, timeout=5).content)
+    assert len(plain) == 2 + 300 and plain == from_gzip and snapshot._bodies.holds_text

@@ -230,3 +230,18 @@ def test_five_hundred_targets_render_with_a_chart_each_and_a_working_filter(api,
 
     screenshot(binary, tmp_path, running.url + "/", "status-page-500-targets.png", size="1400,900")
     screenshot(binary, tmp_path, running.url + "/?state=failing", "status-page-500-targets-failing.png", size="1400,900")
+
+
+def test_a_target_page_previews_series_whose_text_was_dropped_without_inflating_them_all(api, run_bridge):
+    from exporter.store import COMPRESSOR
+
+    api.routes["/pods"] = Reply(pods(*[f"p{i}" for i in range(3000)]))
+    running = run_bridge(pods_config(api), schedule=False)
+    running.bridge.poll_now("pods")
+    assert COMPRESSOR.wait_idle(10)
+    snapshot = running.bridge.store.current()["pods"]
+    assert not snapshot._bodies.holds_text  # nobody scraped it as text: only its gzip segments are kept
+    page = requests.get(running.url + "/targets/pods", timeout=5).text.replace("&quot;", '"')
+    assert 'pod_cpu_usage_cores{level="pod",target="pods",namespace="inference",pod="p0"} 0.5' in page
+    assert "first 40 lines of 3000 series" in page
+    assert not snapshot._bodies.holds_text
